@@ -1,0 +1,45 @@
+"""aiomsal: the Microsoft Authentication Library rebuilt for asyncio.
+
+Acquires and caches OAuth 2.0 / OpenID Connect tokens from Microsoft Entra ID
+and other OpenID Connect authorities, for services that make thousands of
+concurrent calls: concurrent cache misses share one request, hot tokens are
+refreshed in the background, and a cache hit costs the same at one token as
+at a million.
+"""
+
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._confidential import ConfidentialClientApplication as ConfidentialClientApplication
+from ._credentials import ClientAssertion as ClientAssertion
+from ._credentials import ClientCertificate as ClientCertificate
+from ._credentials import ClientSecret as ClientSecret
+from ._errors import MsalConfigurationError as MsalConfigurationError
+from ._errors import MsalError as MsalError
+from ._errors import MsalServiceError as MsalServiceError
+from ._errors import MsalThrottledError as MsalThrottledError
+from ._errors import MsalTransportError as MsalTransportError
+from ._errors import MsalUiRequiredError as MsalUiRequiredError
+from ._result import Account as Account
+from ._result import AuthenticationResult as AuthenticationResult
+from ._statistics import CacheStatistics as CacheStatistics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Account",
+    "AuthenticationResult",
+    "CacheStatistics",
+    "ClientAssertion",
+    "ClientCertificate",
+    "ClientSecret",
+    "Clock",
+    "ConfidentialClientApplication",
+    "MsalConfigurationError",
+    "MsalError",
+    "MsalServiceError",
+    "MsalThrottledError",
+    "MsalTransportError",
+    "MsalUiRequiredError",
+    "SystemClock",
+    "__version__",
+]

@@ -1,0 +1,190 @@
+"""What both application classes share: configuration, transport, cache, tasks."""
+
+from __future__ import annotations
+
+import ssl
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+from ._aiohttp_transport import AiohttpTransport
+from ._authority import Authority, parse_authority
+from ._authority_resolver import AuthorityResolver, ResolvedAuthority
+from ._cache._entries import AccessTokenEntry, AccessTokenKey
+from ._cache._store import CachedToken, TokenStore
+from ._clock import Clock, SystemClock
+from ._errors import MsalConfigurationError, MsalError
+from ._refresh_policy import RefreshPolicy
+from ._refresher import BackgroundRefresher
+from ._result import Account, AuthenticationResult
+from ._singleflight import SingleFlight
+from ._statistics import CacheStatistics, Counters
+from ._tasks import TaskRunner
+from ._token_response import TokenResponse
+
+__all__ = ["ClientApplication"]
+
+#: Authority kinds that follow Entra ID's scope rules.
+ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
+#: Bound on the memo from a call's (scopes, tenant) to its cache key.
+MEMO_LIMIT = 65_536
+
+FlightKey = tuple[AccessTokenKey, "str | None"]
+_App = TypeVar("_App", bound="ClientApplication")
+
+
+class ClientApplication:
+    """The base of :class:`PublicClientApplication` and :class:`ConfidentialClientApplication`.
+
+    Construction validates everything and does no I/O: the authority's
+    metadata is fetched on first use. Use the application as an async context
+    manager (or call :meth:`aclose`) so that its connections and background
+    tasks end with it.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        authority: str | None = None,
+        oidc_authority: str | None = None,
+        instance_discovery: bool = True,
+        http_session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        clock: Clock | None = None,
+        expiry_margin: float = 300.0,
+        refresh_fraction: float = 0.75,
+    ) -> None:
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise MsalConfigurationError("client_id must be a non-empty string")
+        if timeout <= 0:
+            raise MsalConfigurationError("timeout must be a positive number of seconds")
+        self.client_id = client_id
+        self.authority: Authority = parse_authority(authority, oidc_authority=oidc_authority)
+        if verify is False and not self.authority.is_loopback:
+            raise MsalConfigurationError(
+                "verify=False is only allowed for loopback authorities (local test servers)"
+            )
+        self._clock: Clock = clock or SystemClock()
+        self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
+        self._counters = Counters()
+        self._runner = TaskRunner()
+        self._transport = AiohttpTransport(
+            clock=self._clock, session=http_session, timeout=timeout, verify=verify
+        )
+        self._resolver = AuthorityResolver(
+            self._transport, self._runner, instance_discovery=instance_discovery
+        )
+        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(client_id={self.client_id!r}, authority={self.authority.url!r})"
+
+    async def __aenter__(self: _App) -> _App:
+        if self._runner.closed:
+            raise MsalError("the application is closed")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel background refreshes and pending requests, and close connections."""
+        closed = MsalError("the application was closed")
+        await self._runner.aclose()
+        self._flights.abort(closed)
+        self._resolver.abort(closed)
+        await self._transport.aclose()
+
+    def statistics(self) -> CacheStatistics:
+        """The application's counters: hits, misses, requests sent, refreshes."""
+        c = self._counters
+        return CacheStatistics(
+            hits=c.hits,
+            misses=c.misses,
+            coalesced=self._flights.coalesced,
+            requests_sent=c.requests_sent,
+            background_refreshes=c.background_refreshes,
+            refresh_failures=c.refresh_failures,
+            cached_tokens=self._cached_tokens(),
+        )
+
+    def _cached_tokens(self) -> int:
+        raise NotImplementedError
+
+    # -- shared plumbing for the acquisition flows --------------------------------------
+
+    def _check_open(self) -> None:
+        if self._runner.closed:
+            raise MsalError("the application is closed")
+
+    def _target_authority(self, tenant: str | None) -> Authority:
+        return self.authority if tenant is None else self.authority.with_tenant(tenant)
+
+    def _is_entra(self, authority: Authority) -> bool:
+        return authority.kind in ENTRA_KINDS
+
+    @staticmethod
+    def _realm(resolved: ResolvedAuthority) -> str:
+        """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
+        return resolved.authority.path.strip("/").split("/", 1)[0]
+
+    def _store(
+        self,
+        store: TokenStore,
+        key: AccessTokenKey,
+        response: TokenResponse,
+        *,
+        requested_at: float,
+        scopes: tuple[str, ...],
+    ) -> CachedToken:
+        cached_at = int(requested_at)
+        expires_on = cached_at + response.expires_in
+        refresh_at = self._policy.refresh_at(cached_at, expires_on, response.refresh_in)
+        entry = AccessTokenEntry(
+            key=key,
+            secret=response.access_token,
+            scopes=tuple(sorted(response.scope or scopes)),
+            token_type=response.token_type,
+            cached_at=cached_at,
+            expires_on=expires_on,
+            extended_expires_on=cached_at + (response.ext_expires_in or response.expires_in),
+            refresh_on=int(refresh_at),
+        )
+        token = CachedToken(
+            entry,
+            serve_until=self._policy.serve_until(cached_at, expires_on),
+            refresh_at=refresh_at,
+        )
+        store.put(token)
+        return token
+
+    @staticmethod
+    def _result(
+        token: CachedToken,
+        *,
+        source: Any,
+        correlation_id: str | None = None,
+        account: Account | None = None,
+    ) -> AuthenticationResult:
+        entry = token.entry
+        return AuthenticationResult(
+            access_token=entry.secret,
+            token_type=entry.token_type,
+            expires_on=entry.expires_on,
+            refresh_on=entry.refresh_on,
+            scopes=entry.scopes,
+            tenant_id=entry.key.realm or None,
+            token_source=source,
+            account=account,
+            correlation_id=correlation_id,
+        )

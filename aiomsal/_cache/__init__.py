@@ -1,0 +1,1 @@
+"""Token cache: entries modelled on MSAL's unified schema, and their in-memory index."""

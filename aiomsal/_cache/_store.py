@@ -1,0 +1,64 @@
+"""The in-memory token index: O(1) lookups, no scans on any path a call takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .._result import AuthenticationResult
+from ._entries import AccessTokenEntry, AccessTokenKey
+
+__all__ = ["CachedToken", "TokenStore"]
+
+
+class CachedToken:
+    """An entry with what serving it needs, prepared once when it is stored.
+
+    ``result`` is the :class:`AuthenticationResult` that cache hits return,
+    built on the first hit and reused by every later one, so that a hit
+    allocates nothing. ``used`` tells the background refresher that somebody
+    asked for the token since it was stored.
+    """
+
+    __slots__ = ("entry", "refresh_at", "result", "serve_until", "used")
+
+    def __init__(self, entry: AccessTokenEntry, *, serve_until: float, refresh_at: float) -> None:
+        self.entry = entry
+        self.result: AuthenticationResult | None = None
+        self.serve_until = serve_until
+        self.refresh_at = refresh_at
+        self.used = False
+
+
+class TokenStore:
+    """Access tokens indexed by their full key.
+
+    Lookup, insertion and removal are dictionary operations, so their cost
+    does not grow with the number of cached tokens.
+    """
+
+    __slots__ = ("_access",)
+
+    def __init__(self) -> None:
+        self._access: dict[AccessTokenKey, CachedToken] = {}
+
+    def __len__(self) -> int:
+        return len(self._access)
+
+    def get(self, key: AccessTokenKey) -> CachedToken | None:
+        return self._access.get(key)
+
+    def put(self, token: CachedToken) -> None:
+        self._access[token.entry.key] = token
+
+    def remove(self, key: AccessTokenKey) -> None:
+        self._access.pop(key, None)
+
+    def remove_expired(self, now: float) -> int:
+        """Drop tokens that can no longer be served; return how many."""
+        expired = [key for key, token in self._access.items() if token.serve_until <= now]
+        for key in expired:
+            del self._access[key]
+        return len(expired)
+
+    def __iter__(self) -> Iterator[CachedToken]:
+        return iter(list(self._access.values()))

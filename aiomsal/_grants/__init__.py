@@ -1,0 +1,1 @@
+"""Token request builders, one module per grant family (sans-I/O)."""

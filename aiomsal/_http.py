@@ -1,0 +1,61 @@
+"""HTTP values and the transport seam.
+
+The protocol logic of aiomsal builds :class:`HttpRequest` values and parses
+:class:`HttpResponse` values without touching a socket; a :class:`Transport`
+sends one for the other. The aiohttp adapter is the only transport shipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = ["HttpRequest", "HttpResponse", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One request to an authority.
+
+    ``form`` is sent URL-encoded as the body of a POST. It holds secrets and
+    assertions, so it never appears in the repr.
+    """
+
+    method: Literal["GET", "POST"]
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str] | None = field(default=None, repr=False)
+    #: Whether a throttled answer to this request is remembered (token requests).
+    throttle: bool = False
+
+    def throttle_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """Identify this request for the throttling memory (secrets included, never shown)."""
+        form = tuple(sorted(self.form.items())) if self.form else ()
+        return (self.method, self.url, form)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """One answer from an authority; header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        """Decode the body as JSON (raises ``ValueError`` when it is not)."""
+        return json.loads(self.body)
+
+
+class Transport(Protocol):
+    """Sends requests to an authority."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` and return the response, or raise ``MsalTransportError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections owned by this transport."""
+        ...

@@ -1,0 +1,40 @@
+"""Counters an operator can read off an application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CacheStatistics", "Counters"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatistics:
+    """A snapshot of an application's counters since it was created."""
+
+    #: Calls answered from the cache.
+    hits: int
+    #: Calls that found no servable token and had to wait for the authority.
+    misses: int
+    #: Of the misses, those that joined a request another caller had started.
+    coalesced: int
+    #: Token requests sent to the authority (throttled replays not included).
+    requests_sent: int
+    #: Tokens refreshed in the background before they expired.
+    background_refreshes: int
+    #: Background refresh attempts that failed (the valid token kept being served).
+    refresh_failures: int
+    #: Access tokens held in the cache now.
+    cached_tokens: int
+
+
+class Counters:
+    """The mutable counters behind :class:`CacheStatistics` (plain ints: no locking on one loop)."""
+
+    __slots__ = ("background_refreshes", "hits", "misses", "refresh_failures", "requests_sent")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.requests_sent = 0
+        self.background_refreshes = 0
+        self.refresh_failures = 0

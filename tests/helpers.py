@@ -1,0 +1,31 @@
+"""Shared helpers for aiomsal's tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import anyio
+
+SECRET = "s3cr3t-value-never-shown"
+GRAPH = ["https://graph.microsoft.com/.default"]
+
+
+async def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Let other tasks (and loopback I/O) run until ``condition()`` holds.
+
+    Fails the test after ``limit`` seconds. This waits for work in flight,
+    never for a token to expire: expiry is simulated with a VirtualClock.
+    """
+    with anyio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110 - the state lives in other objects
+            await anyio.sleep(0.001)
+
+
+def aiomsal_tasks() -> list[asyncio.Task[object]]:
+    """The tasks aiomsal started that are still alive."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and "aiomsal" in repr(task.get_coro())
+    ]
