@@ -5,6 +5,7 @@
     MsalError
     ├── MsalConfigurationError (also a ValueError)
     ├── MsalTransportError
+    ├── MsalSignInError
     └── MsalServiceError
         ├── MsalUiRequiredError
         └── MsalThrottledError
@@ -22,6 +23,7 @@ __all__ = [
     "MsalConfigurationError",
     "MsalError",
     "MsalServiceError",
+    "MsalSignInError",
     "MsalThrottledError",
     "MsalTransportError",
     "MsalUiRequiredError",
@@ -43,6 +45,15 @@ class MsalConfigurationError(MsalError, ValueError):
 
 class MsalTransportError(MsalError):
     """Raised when the authority could not be reached or did not answer in time."""
+
+
+class MsalSignInError(MsalError):
+    """Raised when a sign-in does not complete or its answer fails a security check.
+
+    The ``state`` of an authorization response or the ``nonce`` of an ID token
+    did not match the request, no answer came in time, or the answer lacked
+    the authorization code.
+    """
 
 
 class MsalServiceError(MsalError):

@@ -27,5 +27,11 @@ def aiomsal_tasks() -> list[asyncio.Task[object]]:
     return [
         task
         for task in asyncio.all_tasks()
-        if not task.done() and "aiomsal" in repr(task.get_coro())
+        if not task.done() and _runs_aiomsal_code(task.get_coro())
     ]
+
+
+def _runs_aiomsal_code(coro: object) -> bool:
+    code = getattr(coro, "cr_code", None)
+    filename = getattr(code, "co_filename", "")
+    return "/aiomsal/" in filename and "/aiomsal/testing/" not in filename
