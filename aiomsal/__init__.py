@@ -7,18 +7,22 @@ refreshed in the background, and a cache hit costs the same at one token as
 at a million.
 """
 
+from ._auth_code import AuthCodeFlow as AuthCodeFlow
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._confidential import ConfidentialClientApplication as ConfidentialClientApplication
 from ._credentials import ClientAssertion as ClientAssertion
 from ._credentials import ClientCertificate as ClientCertificate
 from ._credentials import ClientSecret as ClientSecret
+from ._device_flow import DeviceFlow as DeviceFlow
 from ._errors import MsalConfigurationError as MsalConfigurationError
 from ._errors import MsalError as MsalError
 from ._errors import MsalServiceError as MsalServiceError
+from ._errors import MsalSignInError as MsalSignInError
 from ._errors import MsalThrottledError as MsalThrottledError
 from ._errors import MsalTransportError as MsalTransportError
 from ._errors import MsalUiRequiredError as MsalUiRequiredError
+from ._public import PublicClientApplication as PublicClientApplication
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
@@ -27,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "AuthCodeFlow",
     "AuthenticationResult",
     "CacheStatistics",
     "ClientAssertion",
@@ -34,12 +39,15 @@ __all__ = [
     "ClientSecret",
     "Clock",
     "ConfidentialClientApplication",
+    "DeviceFlow",
     "MsalConfigurationError",
     "MsalError",
     "MsalServiceError",
+    "MsalSignInError",
     "MsalThrottledError",
     "MsalTransportError",
     "MsalUiRequiredError",
+    "PublicClientApplication",
     "SystemClock",
     "__version__",
 ]

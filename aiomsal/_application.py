@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 
 from ._aiohttp_transport import AiohttpTransport
 from ._authority import Authority, parse_authority
 from ._authority_resolver import AuthorityResolver, ResolvedAuthority
-from ._cache._entries import AccessTokenEntry, AccessTokenKey
-from ._cache._store import CachedToken, TokenStore
+from ._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from ._cache._store import CachedToken
+from ._cache._user_store import UserTokenStore
 from ._clock import Clock, SystemClock
 from ._errors import MsalConfigurationError, MsalError
+from ._http import HttpRequest
 from ._refresh_policy import RefreshPolicy
 from ._refresher import BackgroundRefresher
-from ._result import Account, AuthenticationResult
+from ._result import AuthenticationResult, TokenSource
 from ._singleflight import SingleFlight
 from ._statistics import CacheStatistics, Counters
 from ._tasks import TaskRunner
-from ._token_response import TokenResponse
+from ._token_response import TokenResponse, parse_token_response
 
 __all__ = ["ClientApplication"]
 
@@ -56,12 +59,18 @@ class ClientApplication:
         clock: Clock | None = None,
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
+        client_capabilities: Sequence[str] = (),
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
         if timeout <= 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
+        if isinstance(client_capabilities, str) or not all(
+            isinstance(c, str) and c for c in client_capabilities
+        ):
+            raise MsalConfigurationError("client_capabilities must be a list such as ['cp1']")
         self.client_id = client_id
+        self.client_capabilities = tuple(client_capabilities)
         self.authority: Authority = parse_authority(authority, oidc_authority=oidc_authority)
         if verify is False and not self.authority.is_loopback:
             raise MsalConfigurationError(
@@ -79,6 +88,8 @@ class ClientApplication:
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
+        #: The user token cache (signed-in users and on-behalf-of assertions).
+        self._users = UserTokenStore()
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -119,7 +130,7 @@ class ClientApplication:
         )
 
     def _cached_tokens(self) -> int:
-        raise NotImplementedError
+        return len(self._users)
 
     # -- shared plumbing for the acquisition flows --------------------------------------
 
@@ -138,53 +149,77 @@ class ClientApplication:
         """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
         return resolved.authority.path.strip("/").split("/", 1)[0]
 
-    def _store(
+    async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        """The fields that authenticate this client to the token endpoint (none for public ones)."""
+        return {}
+
+    async def _send_token_request(self, request: HttpRequest) -> TokenResponse:
+        """Send a token request and parse the answer (raising the typed error it carries)."""
+        self._counters.requests_sent += 1
+        response = await self._transport.send(request)
+        return parse_token_response(response, self._clock.time())
+
+    def _new_token(
         self,
-        store: TokenStore,
         key: AccessTokenKey,
         response: TokenResponse,
         *,
         requested_at: float,
         scopes: tuple[str, ...],
+        identity: Identity | None = None,
     ) -> CachedToken:
+        """A cache record for a fresh token, with its serving and refresh times."""
         cached_at = int(requested_at)
         expires_on = cached_at + response.expires_in
         refresh_at = self._policy.refresh_at(cached_at, expires_on, response.refresh_in)
         entry = AccessTokenEntry(
             key=key,
             secret=response.access_token,
-            scopes=tuple(sorted(response.scope or scopes)),
+            scopes=scopes,
             token_type=response.token_type,
             cached_at=cached_at,
             expires_on=expires_on,
             extended_expires_on=cached_at + (response.ext_expires_in or response.expires_in),
             refresh_on=int(refresh_at),
         )
-        token = CachedToken(
+        return CachedToken(
             entry,
             serve_until=self._policy.serve_until(cached_at, expires_on),
             refresh_at=refresh_at,
+            identity=identity,
         )
-        store.put(token)
-        return token
+
+    def _serve(
+        self, token: CachedToken, refresh: Callable[[], Awaitable[object]]
+    ) -> AuthenticationResult:
+        """A cache hit: the prepared result; the first hit schedules the background refresh."""
+        self._counters.hits += 1
+        result = token.result
+        if result is None:
+            result = token.result = self._result(token, source="cache")
+        if not token.used:
+            token.used = True
+            self._refresher.schedule(token, refresh)
+        return result
 
     @staticmethod
     def _result(
         token: CachedToken,
         *,
-        source: Any,
+        source: TokenSource,
         correlation_id: str | None = None,
-        account: Account | None = None,
     ) -> AuthenticationResult:
-        entry = token.entry
+        entry, identity = token.entry, token.identity
         return AuthenticationResult(
             access_token=entry.secret,
             token_type=entry.token_type,
             expires_on=entry.expires_on,
             refresh_on=entry.refresh_on,
             scopes=entry.scopes,
-            tenant_id=entry.key.realm or None,
+            tenant_id=identity.tenant_id if identity else entry.key.realm or None,
             token_source=source,
-            account=account,
+            id_token=identity.id_token if identity else None,
+            id_token_claims=identity.id_token_claims if identity else None,
+            account=identity.account if identity else None,
             correlation_id=correlation_id,
         )

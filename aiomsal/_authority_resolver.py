@@ -20,7 +20,7 @@ from ._authority import (
     parse_metadata_response,
 )
 from ._errors import MsalError
-from ._http import Transport
+from ._http import HttpRequest, Transport
 from ._singleflight import SingleFlight
 from ._tasks import TaskRunner
 
@@ -47,6 +47,7 @@ class AuthorityResolver:
         self._resolved: dict[str, ResolvedAuthority] = {}
         self._instances: dict[str, InstanceMetadata | None] = {}
         self._flights: SingleFlight[str, ResolvedAuthority] = SingleFlight(runner)
+        self._instance_flights: SingleFlight[str, InstanceMetadata | None] = SingleFlight(runner)
 
     def cached(self, authority: Authority) -> ResolvedAuthority | None:
         return self._resolved.get(authority.url)
@@ -60,6 +61,7 @@ class AuthorityResolver:
     def abort(self, error: MsalError) -> None:
         """Fail every discovery in progress (the application is closing)."""
         self._flights.abort(error)
+        self._instance_flights.abort(error)
 
     async def _fetch(self, authority: Authority) -> ResolvedAuthority:
         instance = await self._instance(authority)
@@ -76,15 +78,20 @@ class AuthorityResolver:
         return resolved
 
     async def _instance(self, authority: Authority) -> InstanceMetadata | None:
+        """Instance metadata for the authority's host: one discovery per host, ever."""
         if not self._instance_discovery:
             return None
         if authority.host in self._instances:
             return self._instances[authority.host]
         request = build_instance_discovery_request(authority)
-        instance = None
-        if request is not None:
-            instance = parse_instance_discovery_response(
-                authority, await self._transport.send(request)
-            )
+        if request is None:
+            return None
+        return await self._instance_flights.run(
+            authority.host, lambda: self._discover(authority, request)
+        )
+
+    async def _discover(self, authority: Authority, request: HttpRequest) -> InstanceMetadata:
+        response = await self._transport.send(request)
+        instance = parse_instance_discovery_response(authority, response)
         self._instances[authority.host] = instance
         return instance

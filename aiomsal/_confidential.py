@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import aiohttp
 
-from ._application import MEMO_LIMIT, ClientApplication
+from ._application import MEMO_LIMIT
 from ._cache._entries import AccessTokenKey
 from ._cache._store import CachedToken, TokenStore
 from ._clock import Clock
 from ._credentials import ClientCredential, credential_from_msal
+from ._errors import MsalConfigurationError, MsalUiRequiredError
 from ._grants._client_credentials import build_client_credentials_request
+from ._grants._user_grants import build_obo_request
 from ._result import AuthenticationResult
-from ._scopes import client_credentials_scopes, target_key
-from ._token_response import parse_token_response
+from ._scopes import UserScopes, client_credentials_scopes, target_key, user_scopes
+from ._user_flows import UserFlowApplication
 
 __all__ = ["ConfidentialClientApplication"]
 
 
-class ConfidentialClientApplication(ClientApplication):
+class ConfidentialClientApplication(UserFlowApplication):
     """A web API, web app or daemon that holds a secret, a certificate or an assertion.
 
     ``client_credential`` takes a :class:`ClientSecret`, :class:`ClientCertificate`
@@ -45,6 +50,7 @@ class ConfidentialClientApplication(ClientApplication):
         clock: Clock | None = None,
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
+        client_capabilities: Sequence[str] = (),
     ) -> None:
         super().__init__(
             client_id,
@@ -57,14 +63,16 @@ class ConfidentialClientApplication(ClientApplication):
             clock=clock,
             expiry_margin=expiry_margin,
             refresh_fraction=refresh_fraction,
+            client_capabilities=client_capabilities,
         )
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = TokenStore()
         self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
+        self._obo_keys: dict[tuple[tuple[str, ...], str | None], _OboKey] = {}
 
     def _cached_tokens(self) -> int:
-        return len(self._app_tokens)
+        return len(self._app_tokens) + len(self._users)
 
     async def acquire_token_for_client(
         self,
@@ -90,18 +98,8 @@ class ConfidentialClientApplication(ClientApplication):
             if claims_challenge is None and not force_refresh:
                 token = self._app_tokens.get(key)
                 if token is not None and token.serve_until > self._clock.time():
-                    self._counters.hits += 1
-                    return self._serve(token, tenant)
+                    return self._serve(token, lambda: self._refresh_client_token(token, tenant))
         return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
-
-    def _serve(self, token: CachedToken, tenant: str | None) -> AuthenticationResult:
-        result = token.result
-        if result is None:
-            result = token.result = self._result(token, source="cache")
-        if not token.used:
-            token.used = True
-            self._refresher.schedule(token, lambda: self._refresh_client_token(token, tenant))
-        return result
 
     async def _acquire_for_client(
         self,
@@ -129,8 +127,7 @@ class ConfidentialClientApplication(ClientApplication):
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
-                self._counters.hits += 1
-                return self._serve(token, tenant)
+                return self._serve(token, lambda: self._refresh_client_token(token, tenant))
         self._counters.misses += 1
         return await self._flights.run(
             (key, claims), lambda: self._fetch_client_token(key, normalized, tenant, claims)
@@ -155,21 +152,139 @@ class ConfidentialClientApplication(ClientApplication):
         resolved = await self._resolver.resolve(self._target_authority(tenant))
         token_endpoint = resolved.metadata.token_endpoint
         requested_at = self._clock.time()
-        client_auth = await self._credential.form_fields(
-            client_id=self.client_id, token_endpoint=token_endpoint, now=requested_at
-        )
         request = build_client_credentials_request(
             token_endpoint,
             client_id=self.client_id,
             scopes=scopes,
-            client_auth=client_auth,
+            client_auth=await self._client_auth(token_endpoint, requested_at),
             claims=claims,
         )
-        self._counters.requests_sent += 1
-        response = parse_token_response(await self._transport.send(request), self._clock.time())
-        token = self._store(
-            self._app_tokens, key, response, requested_at=requested_at, scopes=scopes
-        )
+        response = await self._send_token_request(request)
+        token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
+        self._app_tokens.put(token)
         return self._result(
             token, source="identity_provider", correlation_id=response.correlation_id
         )
+
+    async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        return await self._credential.form_fields(
+            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+        )
+
+    # -- on-behalf-of --------------------------------------------------------------------
+
+    async def acquire_token_on_behalf_of(
+        self,
+        user_assertion: str,
+        scopes: Iterable[str],
+        *,
+        claims_challenge: str | None = None,
+        force_refresh: bool = False,
+        tenant: str | None = None,
+    ) -> AuthenticationResult:
+        """A token for a downstream API, on behalf of the user whose token this API received.
+
+        Tokens are cached per incoming assertion (by its SHA-256, MSAL's
+        ``user_assertion_hash``), so a repeated request with the same
+        assertion is a cache hit. On a miss the refresh token obtained through
+        the on-behalf-of grant is tried first, then the grant itself.
+        Concurrent misses for one (assertion, scopes) share one request.
+        """
+        if not isinstance(user_assertion, str) or not user_assertion:
+            raise MsalConfigurationError("user_assertion must be the incoming access token")
+        assertion_hash = user_assertion_hash(user_assertion)
+        try:
+            prefix = self._obo_keys[(tuple(scopes), tenant)]
+        except (KeyError, TypeError):
+            prefix = await self._obo_prefix(scopes, tenant)
+        wanted = prefix.wanted
+        key = AccessTokenKey(
+            prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
+        )
+        if claims_challenge is None and not force_refresh:
+            token = self._users.get(key)
+            if token is None or token.serve_until <= self._clock.time():
+                token = self._users.find(key, prefix.wanted.canonical, self._clock.time())
+            if token is not None:
+                return self._serve(
+                    token, lambda: self._refresh_obo_token(token, user_assertion, prefix, tenant)
+                )
+        self._check_open()
+        self._counters.misses += 1
+        return await self._flights.run(
+            (key, claims_challenge),
+            lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
+        )
+
+    async def _obo_prefix(self, scopes: Iterable[str], tenant: str | None) -> _OboKey:
+        self._check_open()
+        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        authority = self._target_authority(tenant)
+        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        resolved = await self._resolver.resolve(authority)
+        prefix = _OboKey(resolved.environment, self._realm(resolved), wanted)
+        if len(self._obo_keys) >= MEMO_LIMIT:
+            self._obo_keys.clear()
+        self._obo_keys[(tuple(requested), tenant)] = prefix
+        return prefix
+
+    async def _refresh_obo_token(
+        self, token: CachedToken, assertion: str, prefix: _OboKey, tenant: str | None
+    ) -> None:
+        key = token.entry.key
+        if self._users.get(key) is not token:
+            return
+        await self._flights.run(
+            (key, None), lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
+        )
+
+    async def _fetch_obo(
+        self,
+        key: AccessTokenKey,
+        assertion: str,
+        prefix: _OboKey,
+        tenant: str | None,
+        claims: str | None,
+    ) -> AuthenticationResult:
+        wanted = prefix.wanted
+        refresh_token = self._users.refresh_token(key.partition)
+        if refresh_token is not None and claims is None:
+            try:
+                return await self._redeem(
+                    tenant,
+                    wanted,
+                    None,
+                    self._refresh_grant(refresh_token.secret, wanted),
+                    assertion_hash=key.user_assertion_hash,
+                )
+            except MsalUiRequiredError:
+                # The refresh token is spent; the assertion may still be good.
+                self._users.remove_refresh_token(key.partition, refresh_token.secret)
+        return await self._redeem(
+            tenant,
+            wanted,
+            claims,
+            lambda endpoint, auth, merged: build_obo_request(
+                endpoint,
+                client_id=self.client_id,
+                user_assertion=assertion,
+                scopes=wanted.with_reserved,
+                client_auth=auth,
+                claims=merged,
+            ),
+            assertion_hash=key.user_assertion_hash,
+        )
+
+
+class _OboKey(NamedTuple):
+    """What an on-behalf-of call's cache key needs besides the assertion hash."""
+
+    environment: str
+    realm: str
+    wanted: UserScopes
+
+
+def user_assertion_hash(assertion: str) -> str:
+    """MSAL's ``user_assertion_hash``: base64url (no padding) of the assertion's SHA-256."""
+    digest = hashlib.sha256(assertion.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -8,19 +8,27 @@ Scopes are compared without regard to case, as Entra ID does.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ._errors import MsalConfigurationError
 
 __all__ = [
     "RESERVED_SCOPES",
+    "UserScopes",
+    "canonical_scope",
     "client_credentials_scopes",
+    "granted_scopes",
     "normalize_scopes",
     "resource_of",
     "target_key",
+    "user_scopes",
 ]
 
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+#: OpenID Connect scopes that name no resource (``email`` is not reserved but is no API's).
+OIDC_SCOPES = RESERVED_SCOPES | {"email"}
 DEFAULT_SUFFIX = "/.default"
+GRAPH = "https://graph.microsoft.com"
 
 
 def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -87,3 +95,54 @@ def client_credentials_scopes(scopes: Iterable[str], *, entra: bool) -> tuple[st
 def target_key(scopes: Iterable[str]) -> str:
     """The cache target of a set of scopes: lower-cased, sorted, space-joined."""
     return " ".join(sorted({scope.lower() for scope in scopes}))
+
+
+def canonical_scope(scope: str) -> str:
+    """The lower-cased full form of a scope: Graph's short scopes gain their resource.
+
+    ``User.Read`` and ``https://graph.microsoft.com/User.Read`` are one scope
+    to Entra ID, and so to the cache.
+    """
+    lowered = scope.lower()
+    if "/" in lowered or lowered in OIDC_SCOPES:
+        return lowered
+    return f"{GRAPH}/{lowered}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserScopes:
+    """The scopes of a user-flow request: as given, and their canonical set and cache target."""
+
+    requested: tuple[str, ...]
+    canonical: frozenset[str]
+    target: str
+
+    @classmethod
+    def of(cls, scopes: tuple[str, ...]) -> UserScopes:
+        canonical = frozenset(canonical_scope(scope) for scope in scopes)
+        return cls(scopes, canonical, " ".join(sorted(canonical)))
+
+    @property
+    def with_reserved(self) -> tuple[str, ...]:
+        """What a user-flow request sends: the scopes plus openid, profile, offline_access."""
+        return (*self.requested, "openid", "profile", "offline_access")
+
+
+def user_scopes(scopes: Iterable[str], *, entra: bool) -> UserScopes:
+    """Validate the scopes of a user flow (one resource per request on Entra ID)."""
+    normalized = normalize_scopes(scopes)
+    result = UserScopes.of(normalized)
+    if entra:
+        resources = {resource_of(scope) for scope in result.canonical if scope not in OIDC_SCOPES}
+        if len(resources) > 1:
+            raise MsalConfigurationError(
+                "a token is issued for one resource at a time; request the scopes of "
+                f"{sorted(r or '?' for r in resources)} in separate calls"
+            )
+    return result
+
+
+def granted_scopes(granted: Iterable[str] | None, requested: Iterable[str]) -> tuple[str, ...]:
+    """The scopes a result reports: what the authority granted, reserved scopes left out."""
+    scopes = [s for s in (granted or requested) if s.lower() not in RESERVED_SCOPES]
+    return tuple(sorted(scopes or requested))

@@ -99,8 +99,7 @@ async def test_an_outage_across_the_refresh_point_serves_the_valid_token_until_e
     with pytest.raises(MsalServiceError):
         await app.acquire_token_for_client(GRAPH)
     # The outage ends: the next caller gets a fresh token.
-    fake.fail_next(0)
-    fake._faults.clear()  # type: ignore[attr-defined]
+    fake.clear_faults()
     await clock.advance(61)
     recovered = await app.acquire_token_for_client(GRAPH)
     assert recovered.token_source == "identity_provider"

@@ -33,7 +33,10 @@ async def fake() -> AsyncIterator[FakeAuthority]:
 
 def make_app(fake: FakeAuthority, **options: object) -> ConfidentialClientApplication:
     return ConfidentialClientApplication(
-        CLIENT, client_credential=SECRET, authority=fake.authority("contoso"), **options  # type: ignore[arg-type]
+        CLIENT,
+        client_credential=SECRET,
+        authority=fake.authority("contoso"),
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -194,9 +197,7 @@ async def test_different_keys_never_wait_on_each_other(fake: FakeAuthority) -> N
         group.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize(
-    ("status", "retry_after"), [(429, 30.0), (503, 12.0)]
-)
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 30.0), (503, 12.0)])
 async def test_throttling_is_remembered_until_retry_after_passes(
     status: int, retry_after: float
 ) -> None:

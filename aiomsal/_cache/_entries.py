@@ -6,10 +6,19 @@ serialization module; here entries are typed values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-__all__ = ["AccessTokenEntry", "AccessTokenKey"]
+from .._result import Account
+
+__all__ = [
+    "AccessTokenEntry",
+    "AccessTokenKey",
+    "Identity",
+    "PartitionKey",
+    "RefreshTokenEntry",
+]
 
 
 class AccessTokenKey(NamedTuple):
@@ -28,12 +37,54 @@ class AccessTokenKey(NamedTuple):
     user_assertion_hash: str
     target: str
 
+    @property
+    def partition(self) -> PartitionKey:
+        return PartitionKey(
+            self.environment, self.client_id, self.home_account_id, self.user_assertion_hash
+        )
+
     def msal_key(self) -> str:
         """The entry's key in MSAL's format (lower-cased, ``-``-joined)."""
         return "-".join(
             (self.home_account_id, self.environment, "accesstoken", self.client_id,
              self.realm, self.target)
         ).lower()
+
+
+class PartitionKey(NamedTuple):
+    """Whose tokens: one user (account) or one incoming assertion (on-behalf-of), of one app."""
+
+    environment: str
+    client_id: str
+    home_account_id: str
+    user_assertion_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The user a token was issued to, shared by all of that user's tokens from one response.
+
+    ``home_account_id`` is the MSAL account id (``uid.utid``), also for
+    on-behalf-of tokens, whose cache key is the assertion hash instead.
+    """
+
+    home_account_id: str
+    account: Account | None
+    tenant_id: str | None
+    id_token: str | None = field(default=None, repr=False)
+    id_token_claims: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenEntry:
+    """A refresh token of one user (or one on-behalf-of assertion) for one app."""
+
+    partition: PartitionKey
+    secret: str = field(repr=False)
+    #: The scopes it was last redeemed for (MSAL keeps them as the entry's target).
+    target: str
+    last_modification_time: int
+    family_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

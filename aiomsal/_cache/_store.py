@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .._result import AuthenticationResult
-from ._entries import AccessTokenEntry, AccessTokenKey
+from ._entries import AccessTokenEntry, AccessTokenKey, Identity
 
 __all__ = ["CachedToken", "TokenStore"]
 
@@ -19,10 +19,18 @@ class CachedToken:
     asked for the token since it was stored.
     """
 
-    __slots__ = ("entry", "refresh_at", "result", "serve_until", "used")
+    __slots__ = ("entry", "identity", "refresh_at", "result", "serve_until", "used")
 
-    def __init__(self, entry: AccessTokenEntry, *, serve_until: float, refresh_at: float) -> None:
+    def __init__(
+        self,
+        entry: AccessTokenEntry,
+        *,
+        serve_until: float,
+        refresh_at: float,
+        identity: Identity | None = None,
+    ) -> None:
         self.entry = entry
+        self.identity = identity
         self.result: AuthenticationResult | None = None
         self.serve_until = serve_until
         self.refresh_at = refresh_at

@@ -10,10 +10,12 @@ from ._certificates import generate_certificate as generate_certificate
 from ._fake_authority import FakeAuthority as FakeAuthority
 from ._fake_authority import FaultKind as FaultKind
 from ._fake_authority import TokenRequestRecord as TokenRequestRecord
+from ._fake_users import FakeUser as FakeUser
 from ._virtual_clock import VirtualClock as VirtualClock
 
 __all__ = [
     "FakeAuthority",
+    "FakeUser",
     "FaultKind",
     "TestCertificate",
     "TokenRequestRecord",

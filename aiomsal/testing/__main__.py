@@ -1,7 +1,8 @@
 """Run a :class:`FakeAuthority` in its own process.
 
 ``python -m aiomsal.testing serve [--port 0] [--tls] [--latency S]
-[--token-lifetime S] [--refresh-in S] [--client ID:SECRET ...]`` serves until
+[--token-lifetime S] [--refresh-in S] [--client ID[:SECRET] ...]
+[--redirect-uri URI ...] [--user NAME[:PASSWORD] ...]`` serves until
 interrupted (SIGINT or SIGTERM) and, once listening, prints one JSON line to
 stdout: ``{"base_url": "...", "ca_file": "..." or null}``.
 """
@@ -38,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID[:SECRET]",
         help="register a client (repeatable); without a secret it is a public client",
     )
+    serve.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="a redirect URI of every --client (repeatable)",
+    )
+    serve.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME[:PASSWORD]",
+        help="register a user in the tenant 'contoso' (repeatable)",
+    )
     return parser
 
 
@@ -52,7 +67,10 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     for spec in args.client:
         client_id, _, secret = spec.partition(":")
-        authority.add_client(client_id, secret or None)
+        authority.add_client(client_id, secret or None, redirect_uris=args.redirect_uri)
+    for spec in args.user:
+        username, _, password = spec.partition(":")
+        authority.add_user(username, password or None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

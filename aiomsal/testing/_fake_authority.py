@@ -25,6 +25,7 @@ from yarl import URL
 
 from .._clock import Clock, SystemClock
 from ._certificates import TestCertificate, generate_certificate
+from ._fake_authorize import handle_authorize
 from ._fake_grants import GrantError, RegisteredClient, TokenRequest, handle_token_request
 from ._fake_tokens import (
     entra_error_body,
@@ -35,6 +36,9 @@ from ._fake_tokens import (
     shared_signer,
     status_error,
 )
+from ._fake_user_api import UserFlows
+from ._fake_user_grants import device_authorization
+from ._fake_users import UserDirectory, tenant_guid
 
 __all__ = ["FakeAuthority", "FaultKind", "TokenRequestRecord"]
 
@@ -71,7 +75,7 @@ class _Fault:
     retry_after: float | None
 
 
-class FakeAuthority:
+class FakeAuthority(UserFlows):
     """A fake Microsoft Entra ID for tests, benchmarks and demos.
 
     It serves instance discovery, OpenID Connect discovery, JWKS and the v2.0
@@ -82,6 +86,11 @@ class FakeAuthority:
             authority.add_client("my-app", secret="s3cret")
             authority.fail_next(status=503, retry_after=1)
             ...  # point the application at authority.authority("contoso.com")
+
+    With users (:meth:`add_user`) it also serves the user flows: ``/authorize``
+    (answering as a browser in which the user signs straight in), the device
+    authorization endpoint, and the authorization code, refresh token, device
+    code, password and on-behalf-of grants.
 
     ``latency`` (seconds of real time added to each token response),
     ``token_lifetime`` and ``refresh_in`` may be changed at any time.
@@ -115,6 +124,7 @@ class FakeAuthority:
         self._host = host
         self._port = port
         self._clients: dict[str, RegisteredClient] = {}
+        self._directory = UserDirectory()
         self._faults: collections.deque[_Fault] = collections.deque()
         self._signer = shared_signer()
         self._runner: web.AppRunner | None = None
@@ -151,6 +161,8 @@ class FakeAuthority:
                 web.get("/{tenant}/discovery/v2.0/keys", self._keys),
                 web.get("/{tenant}/discovery/keys", self._keys),
                 web.post("/{tenant}/oauth2/v2.0/token", self._token),
+                web.get("/{tenant}/oauth2/v2.0/authorize", self._authorize),
+                web.post("/{tenant}/oauth2/v2.0/devicecode", self._devicecode),
             ]
         )
         runner = web.AppRunner(
@@ -249,10 +261,7 @@ class FakeAuthority:
 
     def tenant_id(self, tenant: str) -> str:
         """The GUID (``tid``) of a tenant: the name itself when it is a GUID, else derived."""
-        try:
-            return str(uuid.UUID(tenant))
-        except ValueError:
-            return str(uuid.uuid5(uuid.NAMESPACE_DNS, tenant.lower()))
+        return tenant_guid(tenant)
 
     def add_client(
         self,
@@ -267,7 +276,9 @@ class FakeAuthority:
         ``certificate`` may be a :class:`TestCertificate`, a cryptography
         certificate or PEM bytes; client assertions must be signed with its key.
         With neither secret nor certificate the client is a public client.
-        ``redirect_uris`` are those the authorization code grant will accept.
+        ``redirect_uris`` are those ``/authorize`` accepts; a public client's
+        ``http://localhost`` (or ``127.0.0.1``) one accepts any port. The
+        application ID URI of every client is ``api://{client_id}``.
         """
         certificates: tuple[x509.Certificate, ...] = ()
         if isinstance(certificate, TestCertificate):
@@ -305,6 +316,10 @@ class FakeAuthority:
             raise ValueError("a 'status' fault needs an error status (400 or more)")
         self._faults.extend([_Fault(fault, status, retry_after)] * n)
 
+    def clear_faults(self) -> None:
+        """Forget the faults not yet served: the outage is over."""
+        self._faults.clear()
+
     def ssl_context(self) -> ssl.SSLContext:
         """A client SSL context that trusts this authority's CA (``tls=True``, started)."""
         if self.ca_file is None:
@@ -320,7 +335,8 @@ class FakeAuthority:
 
     def __repr__(self) -> str:
         where = self._base_url or "stopped"
-        return f"FakeAuthority({where}, clients={len(self._clients)})"
+        users = len(self._directory.users)
+        return f"FakeAuthority({where}, clients={len(self._clients)}, users={users})"
 
     # --- discovery -------------------------------------------------------------------------
 
@@ -386,6 +402,7 @@ class FakeAuthority:
             signer=self._signer,
             token_lifetime=self.token_lifetime,
             refresh_in=self.refresh_in,
+            directory=self._directory,
         )
         try:
             body = await handle_token_request(token_request)
@@ -405,7 +422,40 @@ class FakeAuthority:
             trace_id=trace_id,
             error_uri_base=self.base_url,
         )
+        body.update(error.extra)
         return _json_response(body, status=error.status, headers=headers)
+
+    # --- user flows ------------------------------------------------------------------------
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        return handle_authorize(
+            dict(request.query),
+            request.match_info["tenant"],
+            clients=self._clients,
+            directory=self._directory,
+            base_url=self.base_url,
+            now=self._clock.time(),
+            correlation_id=request.headers.get("client-request-id"),
+        )
+
+    async def _devicecode(self, request: web.Request) -> web.Response:
+        """The device authorization endpoint (no faults, latency or log entry)."""
+        posted = await request.post()
+        form = {k: v for k, v in posted.items() if isinstance(v, str)}
+        headers = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+        trace_id = str(uuid.uuid4())
+        try:
+            body = device_authorization(
+                form,
+                request.match_info["tenant"],
+                self._clients,
+                self._directory,
+                self.base_url,
+                self._clock.time(),
+            )
+        except GrantError as error:
+            return self._error(request, error, headers, trace_id)
+        return _json_response(body, headers=headers)
 
     async def _apply_fault(
         self, request: web.Request, fault: _Fault, headers: dict[str, str], trace_id: str

@@ -15,7 +15,7 @@ import hmac
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 from cryptography import x509
@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ._fake_tokens import TokenSigner, b64url, new_uti
+
+if TYPE_CHECKING:
+    from ._fake_users import UserDirectory
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -47,13 +50,25 @@ _ASSERTION_ALGORITHMS = ("RS256", "PS256")
 
 
 class GrantError(Exception):
-    """An error answer of the token endpoint: HTTP status, OAuth error, AADSTS code."""
+    """An error answer of the token endpoint: HTTP status, OAuth error, AADSTS code.
 
-    def __init__(self, status: int, error: str, code: int, message: str) -> None:
+    ``extra`` holds further members of the JSON body, such as ``suberror`` and ``claims``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        code: int,
+        message: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
         self.status = status
         self.error = error
         self.code = code
         self.message = message
+        self.extra: Mapping[str, str] = dict(extra or {})
         super().__init__(f"{status} {error} AADSTS{code}: {message}")
 
 
@@ -101,6 +116,8 @@ class TokenRequest:
     signer: TokenSigner = field(repr=False)
     token_lifetime: int
     refresh_in: int | None
+    #: The users and their grants (None: the request can only use app-only grants).
+    directory: UserDirectory | None = field(default=None, repr=False)
 
     @property
     def issuer(self) -> str:

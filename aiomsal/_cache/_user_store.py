@@ -1,0 +1,121 @@
+"""The user token cache: tokens of signed-in users and of on-behalf-of assertions.
+
+Kept apart from the application token cache, as MSAL does, so that a web
+API's per-user entries never mix with its own. Every lookup a call makes is a
+dictionary lookup, or a scan of one user's few tokens when asking for a
+subset of the scopes a cached token holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .._result import Account
+from .._scopes import canonical_scope
+from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
+from ._store import CachedToken
+
+__all__ = ["UserTokenStore"]
+
+
+class UserTokenStore:
+    __slots__ = ("_access", "_accounts", "_partitions", "_refresh")
+
+    def __init__(self) -> None:
+        self._access: dict[AccessTokenKey, CachedToken] = {}
+        self._partitions: dict[PartitionKey, list[AccessTokenKey]] = {}
+        self._refresh: dict[PartitionKey, RefreshTokenEntry] = {}
+        self._accounts: dict[tuple[str, str], Identity] = {}
+
+    def __len__(self) -> int:
+        return len(self._access)
+
+    # -- access tokens -------------------------------------------------------------------
+
+    def get(self, key: AccessTokenKey) -> CachedToken | None:
+        return self._access.get(key)
+
+    def find(self, key: AccessTokenKey, scopes: frozenset[str], now: float) -> CachedToken | None:
+        """A servable token for ``key``, or one of the same user whose scopes include ``scopes``."""
+        token = self._access.get(key)
+        if token is not None and token.serve_until > now:
+            return token
+        for other in self._partitions.get(key.partition, ()):
+            if other.realm != key.realm or other == key:
+                continue
+            candidate = self._access[other]
+            if candidate.serve_until > now and scopes <= _scope_set(candidate):
+                return candidate
+        return None
+
+    def put(self, token: CachedToken) -> None:
+        key = token.entry.key
+        if key not in self._access:
+            self._partitions.setdefault(key.partition, []).append(key)
+        self._access[key] = token
+
+    def remove(self, key: AccessTokenKey) -> None:
+        if self._access.pop(key, None) is None:
+            return
+        keys = self._partitions[key.partition]
+        keys.remove(key)
+        if not keys:
+            del self._partitions[key.partition]
+
+    def tokens(self) -> Iterator[CachedToken]:
+        return iter(list(self._access.values()))
+
+    # -- refresh tokens ------------------------------------------------------------------
+
+    def refresh_token(self, partition: PartitionKey) -> RefreshTokenEntry | None:
+        return self._refresh.get(partition)
+
+    def put_refresh_token(self, entry: RefreshTokenEntry) -> None:
+        self._refresh[entry.partition] = entry
+
+    def remove_refresh_token(self, partition: PartitionKey, secret: str | None = None) -> None:
+        """Forget a refresh token (only if it is still ``secret``, when given)."""
+        entry = self._refresh.get(partition)
+        if entry is not None and (secret is None or entry.secret == secret):
+            del self._refresh[partition]
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def put_account(self, identity: Identity, environment: str) -> None:
+        self._accounts[(identity.home_account_id, environment)] = identity
+
+    def account(self, home_account_id: str, environments: Iterable[str]) -> Identity | None:
+        for environment in environments:
+            identity = self._accounts.get((home_account_id, environment))
+            if identity is not None:
+                return identity
+        return None
+
+    def accounts(self) -> list[Account]:
+        return [i.account for i in self._accounts.values() if i.account is not None]
+
+    def remove_account(self, home_account_id: str, environments: Iterable[str]) -> int:
+        """Remove an account with its access, refresh and ID tokens; return tokens removed."""
+        removed = 0
+        envs = set(environments)
+        for env in envs:
+            self._accounts.pop((home_account_id, env), None)
+        for partition in [p for p in self._partitions if _owned(p, home_account_id, envs)]:
+            for key in list(self._partitions.get(partition, ())):
+                self.remove(key)
+                removed += 1
+        for partition in [p for p in self._refresh if _owned(p, home_account_id, envs)]:
+            del self._refresh[partition]
+        return removed
+
+
+def _owned(partition: PartitionKey, home_account_id: str, environments: set[str]) -> bool:
+    return (
+        partition.home_account_id == home_account_id
+        and partition.environment in environments
+        and not partition.user_assertion_hash
+    )
+
+
+def _scope_set(token: CachedToken) -> frozenset[str]:
+    return frozenset(canonical_scope(scope) for scope in token.entry.scopes)

@@ -1,0 +1,47 @@
+"""The public surface is exactly what aiomsal/__init__.py exports."""
+
+from __future__ import annotations
+
+import aiomsal
+import aiomsal.testing
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert aiomsal.__all__ == [
+        "Account",
+        "AuthCodeFlow",
+        "AuthenticationResult",
+        "CacheStatistics",
+        "ClientAssertion",
+        "ClientCertificate",
+        "ClientSecret",
+        "Clock",
+        "ConfidentialClientApplication",
+        "DeviceFlow",
+        "MsalConfigurationError",
+        "MsalError",
+        "MsalServiceError",
+        "MsalSignInError",
+        "MsalThrottledError",
+        "MsalTransportError",
+        "MsalUiRequiredError",
+        "PublicClientApplication",
+        "SystemClock",
+        "__version__",
+    ]
+    assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
+
+
+def test_every_error_is_an_msal_error() -> None:
+    for name in aiomsal.__all__:
+        value = getattr(aiomsal, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, aiomsal.MsalError)
+    assert issubclass(aiomsal.MsalConfigurationError, ValueError)
+    assert issubclass(aiomsal.MsalUiRequiredError, aiomsal.MsalServiceError)
+    assert issubclass(aiomsal.MsalThrottledError, aiomsal.MsalServiceError)
+
+
+def test_the_testing_helpers_are_public() -> None:
+    assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
+    assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
