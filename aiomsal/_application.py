@@ -14,7 +14,7 @@ from ._authority import Authority, parse_authority
 from ._authority_resolver import AuthorityResolver, ResolvedAuthority
 from ._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
 from ._cache._store import CachedToken
-from ._cache._user_store import UserTokenStore
+from ._cache._token_cache import SerializableTokenCache
 from ._clock import Clock, SystemClock
 from ._errors import MsalConfigurationError, MsalError
 from ._http import HttpRequest
@@ -60,6 +60,7 @@ class ClientApplication:
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
         client_capabilities: Sequence[str] = (),
+        token_cache: SerializableTokenCache | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
@@ -88,8 +89,11 @@ class ClientApplication:
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
+        if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
+            raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
+        self.token_cache = token_cache if token_cache is not None else SerializableTokenCache()
         #: The user token cache (signed-in users and on-behalf-of assertions).
-        self._users = UserTokenStore()
+        self._users = self.token_cache._users
 
     def __repr__(self) -> str:
         name = type(self).__name__

@@ -19,6 +19,7 @@ from ._authority import (
     parse_instance_discovery_response,
     parse_metadata_response,
 )
+from ._cache._environment import canonical_environment
 from ._errors import MsalError
 from ._http import HttpRequest, Transport
 from ._singleflight import SingleFlight
@@ -33,7 +34,7 @@ class ResolvedAuthority:
 
     authority: Authority
     metadata: AuthorityMetadata
-    #: The alias under which cache entries are indexed (stable across aliases).
+    #: The cache environment: the host name, or its cloud's preferred alias.
     environment: str
     aliases: frozenset[str]
 
@@ -70,9 +71,7 @@ class AuthorityResolver:
         aliases = set(known_aliases(authority.host))
         if instance is not None:
             aliases |= instance.aliases
-            environment = instance.preferred_cache
-        else:
-            environment = min(aliases)
+        environment = canonical_environment(authority.host)
         resolved = ResolvedAuthority(authority, metadata, environment, frozenset(aliases))
         self._resolved[authority.url] = resolved
         return resolved

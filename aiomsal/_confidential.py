@@ -12,7 +12,8 @@ import aiohttp
 
 from ._application import MEMO_LIMIT
 from ._cache._entries import AccessTokenKey
-from ._cache._store import CachedToken, TokenStore
+from ._cache._store import CachedToken
+from ._cache._token_cache import SerializableTokenCache
 from ._clock import Clock
 from ._credentials import ClientCredential, credential_from_msal
 from ._errors import MsalConfigurationError, MsalUiRequiredError
@@ -51,6 +52,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
         client_capabilities: Sequence[str] = (),
+        token_cache: SerializableTokenCache | None = None,
     ) -> None:
         super().__init__(
             client_id,
@@ -64,10 +66,11 @@ class ConfidentialClientApplication(UserFlowApplication):
             expiry_margin=expiry_margin,
             refresh_fraction=refresh_fraction,
             client_capabilities=client_capabilities,
+            token_cache=token_cache,
         )
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
-        self._app_tokens = TokenStore()
+        self._app_tokens = self.token_cache._app
         self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
         self._obo_keys: dict[tuple[tuple[str, ...], str | None], _OboKey] = {}
 

@@ -20,6 +20,7 @@ from ._auth_code import (
 )
 from ._authority_resolver import ResolvedAuthority
 from ._cache._entries import AccessTokenKey, Identity, RefreshTokenEntry
+from ._cache._environment import canonical_environment
 from ._cache._store import CachedToken
 from ._claims import merge_claims
 from ._device_flow import (
@@ -69,7 +70,9 @@ class UserFlowApplication(ClientApplication):
 
     async def remove_account(self, account: Account) -> None:
         """Sign an account out of the cache: its access, refresh and ID tokens go with it."""
-        self._users.remove_account(account.home_account_id, self._aliases(account.environment))
+        self._users.remove_account(
+            account.home_account_id, {canonical_environment(account.environment)}
+        )
 
     # -- silent --------------------------------------------------------------------------
 
@@ -470,6 +473,7 @@ class UserFlowApplication(ClientApplication):
                     secret=response.refresh_token,
                     target=key.target,
                     last_modification_time=int(requested_at),
+                    home_account_id=home,
                     family_id=response.foci,
                 )
             )
@@ -492,9 +496,3 @@ class UserFlowApplication(ClientApplication):
             user_assertion_hash=assertion_hash,
             target=wanted.target,
         )
-
-    def _aliases(self, environment: str) -> frozenset[str]:
-        resolved = self._resolver.cached(self.authority)
-        if resolved is not None and environment in resolved.aliases:
-            return resolved.aliases | {resolved.environment}
-        return frozenset({environment})

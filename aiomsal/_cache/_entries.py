@@ -84,6 +84,8 @@ class RefreshTokenEntry:
     #: The scopes it was last redeemed for (MSAL keeps them as the entry's target).
     target: str
     last_modification_time: int
+    #: The user's account id, also for on-behalf-of tokens (partitioned by assertion).
+    home_account_id: str = ""
     family_id: str | None = None
 
 

@@ -44,10 +44,12 @@ class TokenStore:
     does not grow with the number of cached tokens.
     """
 
-    __slots__ = ("_access",)
+    __slots__ = ("_access", "version")
 
     def __init__(self) -> None:
         self._access: dict[AccessTokenKey, CachedToken] = {}
+        #: Bumped by every change, so a cache can tell whether it changed since it was saved.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._access)
@@ -57,15 +59,18 @@ class TokenStore:
 
     def put(self, token: CachedToken) -> None:
         self._access[token.entry.key] = token
+        self.version += 1
 
     def remove(self, key: AccessTokenKey) -> None:
-        self._access.pop(key, None)
+        if self._access.pop(key, None) is not None:
+            self.version += 1
 
     def remove_expired(self, now: float) -> int:
         """Drop tokens that can no longer be served; return how many."""
         expired = [key for key, token in self._access.items() if token.serve_until <= now]
         for key in expired:
             del self._access[key]
+        self.version += bool(expired)
         return len(expired)
 
     def __iter__(self) -> Iterator[CachedToken]:

@@ -19,9 +19,11 @@ __all__ = ["UserTokenStore"]
 
 
 class UserTokenStore:
-    __slots__ = ("_access", "_accounts", "_partitions", "_refresh")
+    __slots__ = ("_access", "_accounts", "_partitions", "_refresh", "version")
 
     def __init__(self) -> None:
+        #: Bumped by every change, so a cache can tell whether it changed since it was saved.
+        self.version = 0
         self._access: dict[AccessTokenKey, CachedToken] = {}
         self._partitions: dict[PartitionKey, list[AccessTokenKey]] = {}
         self._refresh: dict[PartitionKey, RefreshTokenEntry] = {}
@@ -53,10 +55,12 @@ class UserTokenStore:
         if key not in self._access:
             self._partitions.setdefault(key.partition, []).append(key)
         self._access[key] = token
+        self.version += 1
 
     def remove(self, key: AccessTokenKey) -> None:
         if self._access.pop(key, None) is None:
             return
+        self.version += 1
         keys = self._partitions[key.partition]
         keys.remove(key)
         if not keys:
@@ -72,17 +76,20 @@ class UserTokenStore:
 
     def put_refresh_token(self, entry: RefreshTokenEntry) -> None:
         self._refresh[entry.partition] = entry
+        self.version += 1
 
     def remove_refresh_token(self, partition: PartitionKey, secret: str | None = None) -> None:
         """Forget a refresh token (only if it is still ``secret``, when given)."""
         entry = self._refresh.get(partition)
         if entry is not None and (secret is None or entry.secret == secret):
             del self._refresh[partition]
+            self.version += 1
 
     # -- accounts ------------------------------------------------------------------------
 
     def put_account(self, identity: Identity, environment: str) -> None:
         self._accounts[(identity.home_account_id, environment)] = identity
+        self.version += 1
 
     def account(self, home_account_id: str, environments: Iterable[str]) -> Identity | None:
         for environment in environments:
@@ -99,13 +106,14 @@ class UserTokenStore:
         removed = 0
         envs = set(environments)
         for env in envs:
-            self._accounts.pop((home_account_id, env), None)
+            if self._accounts.pop((home_account_id, env), None) is not None:
+                self.version += 1
         for partition in [p for p in self._partitions if _owned(p, home_account_id, envs)]:
             for key in list(self._partitions.get(partition, ())):
                 self.remove(key)
                 removed += 1
         for partition in [p for p in self._refresh if _owned(p, home_account_id, envs)]:
-            del self._refresh[partition]
+            self.remove_refresh_token(partition)
         return removed
 
 
