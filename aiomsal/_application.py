@@ -13,11 +13,14 @@ from ._aiohttp_transport import AiohttpTransport
 from ._authority import Authority, parse_authority
 from ._authority_resolver import AuthorityResolver, ResolvedAuthority
 from ._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from ._cache._partitions import partition_of
+from ._cache._storage import CacheStorage
 from ._cache._store import CachedToken
 from ._cache._token_cache import SerializableTokenCache
 from ._clock import Clock, SystemClock
 from ._errors import MsalConfigurationError, MsalError
 from ._http import HttpRequest
+from ._persistence import CachePersistence
 from ._refresh_policy import RefreshPolicy
 from ._refresher import BackgroundRefresher
 from ._result import AuthenticationResult, TokenSource
@@ -61,6 +64,7 @@ class ClientApplication:
         refresh_fraction: float = 0.75,
         client_capabilities: Sequence[str] = (),
         token_cache: SerializableTokenCache | None = None,
+        cache_storage: CacheStorage | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
@@ -94,6 +98,17 @@ class ClientApplication:
         self.token_cache = token_cache if token_cache is not None else SerializableTokenCache()
         #: The user token cache (signed-in users and on-behalf-of assertions).
         self._users = self.token_cache._users
+        if cache_storage is not None and not isinstance(cache_storage, CacheStorage):
+            raise MsalConfigurationError(
+                "cache_storage must implement load(), update() and aclose() "
+                "(FileCacheStorage, RedisCacheStorage)"
+            )
+        self._storage = cache_storage
+        self._persistence = (
+            None
+            if cache_storage is None
+            else CachePersistence(cache_storage, self.token_cache, self._clock, self._counters)
+        )
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -119,6 +134,8 @@ class ClientApplication:
         self._flights.abort(closed)
         self._resolver.abort(closed)
         await self._transport.aclose()
+        if self._storage is not None:
+            await self._storage.aclose()
 
     def statistics(self) -> CacheStatistics:
         """The application's counters: hits, misses, requests sent, refreshes."""
@@ -131,6 +148,8 @@ class ClientApplication:
             background_refreshes=c.background_refreshes,
             refresh_failures=c.refresh_failures,
             cached_tokens=self._cached_tokens(),
+            storage_hits=c.storage_hits,
+            storage_errors=c.storage_errors,
         )
 
     def _cached_tokens(self) -> int:
@@ -152,6 +171,34 @@ class ClientApplication:
     def _realm(resolved: ResolvedAuthority) -> str:
         """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
         return resolved.authority.path.strip("/").split("/", 1)[0]
+
+    async def _fetch_via_storage(
+        self,
+        key: AccessTokenKey,
+        lookup: Callable[[], AuthenticationResult | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+        *,
+        fresh: bool,
+    ) -> AuthenticationResult:
+        """Inside a flight: the storage first (and its cross-process lock), then ``fetch``."""
+        if self._persistence is None:
+            return await fetch()
+        return await self._persistence.fetch_through(key, lookup, fetch, fresh=fresh)
+
+    async def _write_through(self, key: AccessTokenKey) -> None:
+        """Save the partition of ``key`` to the storage (after a sign-in)."""
+        if self._persistence is not None:
+            await self._persistence.save(partition_of(key))
+
+    def _cached(
+        self, token: CachedToken | None, *, replacing: CachedToken | None = None
+    ) -> AuthenticationResult | None:
+        """The result of a token that may be served (and, with ``replacing``, is newer)."""
+        if token is None or token.serve_until <= self._clock.time():
+            return None
+        if replacing is not None and (token is replacing or token.refresh_at <= self._clock.time()):
+            return None
+        return self._result(token, source="cache")
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
         """The fields that authenticate this client to the token endpoint (none for public ones)."""

@@ -12,6 +12,7 @@ import aiohttp
 
 from ._application import MEMO_LIMIT
 from ._cache._entries import AccessTokenKey
+from ._cache._storage import CacheStorage
 from ._cache._store import CachedToken
 from ._cache._token_cache import SerializableTokenCache
 from ._clock import Clock
@@ -53,6 +54,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         refresh_fraction: float = 0.75,
         client_capabilities: Sequence[str] = (),
         token_cache: SerializableTokenCache | None = None,
+        cache_storage: CacheStorage | None = None,
     ) -> None:
         super().__init__(
             client_id,
@@ -67,6 +69,7 @@ class ConfidentialClientApplication(UserFlowApplication):
             refresh_fraction=refresh_fraction,
             client_capabilities=client_capabilities,
             token_cache=token_cache,
+            cache_storage=cache_storage,
         )
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
@@ -133,7 +136,13 @@ class ConfidentialClientApplication(UserFlowApplication):
                 return self._serve(token, lambda: self._refresh_client_token(token, tenant))
         self._counters.misses += 1
         return await self._flights.run(
-            (key, claims), lambda: self._fetch_client_token(key, normalized, tenant, claims)
+            (key, claims),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._app_tokens.get(key)),
+                lambda: self._fetch_client_token(key, normalized, tenant, claims),
+                fresh=claims is not None or force_refresh,
+            ),
         )
 
     async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
@@ -142,7 +151,12 @@ class ConfidentialClientApplication(UserFlowApplication):
             return  # already replaced (a forced refresh) or removed
         await self._flights.run(
             (key, None),
-            lambda: self._fetch_client_token(key, token.entry.scopes, tenant, None),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._app_tokens.get(key), replacing=token),
+                lambda: self._fetch_client_token(key, token.entry.scopes, tenant, None),
+                fresh=False,
+            ),
         )
 
     async def _fetch_client_token(
@@ -207,7 +221,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         if claims_challenge is None and not force_refresh:
             token = self._users.get(key)
             if token is None or token.serve_until <= self._clock.time():
-                token = self._users.find(key, prefix.wanted.canonical, self._clock.time())
+                token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
                 return self._serve(
                     token, lambda: self._refresh_obo_token(token, user_assertion, prefix, tenant)
@@ -216,7 +230,12 @@ class ConfidentialClientApplication(UserFlowApplication):
         self._counters.misses += 1
         return await self._flights.run(
             (key, claims_challenge),
-            lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
+                lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
+                fresh=claims_challenge is not None or force_refresh,
+            ),
         )
 
     async def _obo_prefix(self, scopes: Iterable[str], tenant: str | None) -> _OboKey:
@@ -238,7 +257,13 @@ class ConfidentialClientApplication(UserFlowApplication):
         if self._users.get(key) is not token:
             return
         await self._flights.run(
-            (key, None), lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
+            (key, None),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._users.get(key), replacing=token),
+                lambda: self._fetch_obo(key, assertion, prefix, tenant, None),
+                fresh=False,
+            ),
         )
 
     async def _fetch_obo(

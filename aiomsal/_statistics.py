@@ -25,12 +25,24 @@ class CacheStatistics:
     refresh_failures: int
     #: Access tokens held in the cache now.
     cached_tokens: int
+    #: Misses answered from the cache storage (another process had fetched the token).
+    storage_hits: int = 0
+    #: Cache storage operations that failed or timed out (the call went on without it).
+    storage_errors: int = 0
 
 
 class Counters:
     """The mutable counters behind :class:`CacheStatistics` (plain ints: no locking on one loop)."""
 
-    __slots__ = ("background_refreshes", "hits", "misses", "refresh_failures", "requests_sent")
+    __slots__ = (
+        "background_refreshes",
+        "hits",
+        "misses",
+        "refresh_failures",
+        "requests_sent",
+        "storage_errors",
+        "storage_hits",
+    )
 
     def __init__(self) -> None:
         self.hits = 0
@@ -38,3 +50,5 @@ class Counters:
         self.requests_sent = 0
         self.background_refreshes = 0
         self.refresh_failures = 0
+        self.storage_hits = 0
+        self.storage_errors = 0

@@ -19,8 +19,9 @@ from ._auth_code import (
     initiate_auth_code_flow,
 )
 from ._authority_resolver import ResolvedAuthority
-from ._cache._entries import AccessTokenKey, Identity, RefreshTokenEntry
+from ._cache._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._cache._environment import canonical_environment
+from ._cache._partitions import user_partition
 from ._cache._store import CachedToken
 from ._claims import merge_claims
 from ._device_flow import (
@@ -70,9 +71,14 @@ class UserFlowApplication(ClientApplication):
 
     async def remove_account(self, account: Account) -> None:
         """Sign an account out of the cache: its access, refresh and ID tokens go with it."""
-        self._users.remove_account(
-            account.home_account_id, {canonical_environment(account.environment)}
-        )
+        environment = canonical_environment(account.environment)
+        self._users.remove_account(account.home_account_id, {environment})
+        if self._persistence is not None:
+            await self._persistence.forget(
+                user_partition(
+                    PartitionKey(environment, self.client_id, account.home_account_id, "")
+                )
+            )
 
     # -- silent --------------------------------------------------------------------------
 
@@ -103,11 +109,27 @@ class UserFlowApplication(ClientApplication):
             if token is not None:
                 return self._serve(token, lambda: self._refresh_user_token(token, wanted, tenant))
         if self._users.refresh_token(key.partition) is None:
-            return None
+            # Another process of this application may have signed the account in.
+            if self._persistence is None or not await self._persistence.load(
+                user_partition(key.partition)
+            ):
+                return None
+            if claims_challenge is None and not force_refresh:
+                loaded = self._users.find(key, wanted.canonical, self._clock.time())
+                if loaded is not None:
+                    self._counters.storage_hits += 1
+                    return self._result(loaded, source="cache")
+            if self._users.refresh_token(key.partition) is None:
+                return None
         self._counters.misses += 1
         return await self._flights.run(
             (key, claims_challenge),
-            lambda: self._redeem_refresh_token(key, wanted, tenant, claims_challenge),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
+                lambda: self._redeem_refresh_token(key, wanted, tenant, claims_challenge),
+                fresh=claims_challenge is not None or force_refresh,
+            ),
         )
 
     async def _refresh_user_token(
@@ -117,7 +139,13 @@ class UserFlowApplication(ClientApplication):
         if self._users.get(key) is not token:
             return
         await self._flights.run(
-            (key, None), lambda: self._redeem_refresh_token(key, wanted, tenant, None)
+            (key, None),
+            lambda: self._fetch_via_storage(
+                key,
+                lambda: self._cached(self._users.get(key), replacing=token),
+                lambda: self._redeem_refresh_token(key, wanted, tenant, None),
+                fresh=False,
+            ),
         )
 
     async def _redeem_refresh_token(
@@ -284,6 +312,7 @@ class UserFlowApplication(ClientApplication):
             ),
             nonce=nonce,
             merge=False,
+            write_through=True,
         )
 
     # -- device code ---------------------------------------------------------------------
@@ -339,6 +368,7 @@ class UserFlowApplication(ClientApplication):
                     ),
                     resolved=resolved,
                     merge=False,
+                    write_through=True,
                 )
             except MsalServiceError as error:
                 outcome = classify_poll_error(error)
@@ -374,6 +404,7 @@ class UserFlowApplication(ClientApplication):
                 client_auth=auth,
                 claims=merged,
             ),
+            write_through=True,
         )
 
     async def acquire_token_by_refresh_token(
@@ -384,7 +415,9 @@ class UserFlowApplication(ClientApplication):
         if not isinstance(refresh_token, str) or not refresh_token:
             raise MsalConfigurationError("refresh_token must be a non-empty string")
         wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
-        return await self._redeem(None, wanted, None, self._refresh_grant(refresh_token, wanted))
+        return await self._redeem(
+            None, wanted, None, self._refresh_grant(refresh_token, wanted), write_through=True
+        )
 
     # -- shared machinery ----------------------------------------------------------------
 
@@ -399,8 +432,13 @@ class UserFlowApplication(ClientApplication):
         resolved: ResolvedAuthority | None = None,
         merge: bool = True,
         assertion_hash: str = "",
+        write_through: bool = False,
     ) -> AuthenticationResult:
-        """Send one user-grant request and store what it returns."""
+        """Send one user-grant request and store what it returns.
+
+        ``write_through``: save to the cache storage now (a sign-in; silent and
+        on-behalf-of acquisitions save through their coalescing path instead).
+        """
         if resolved is None:
             resolved = await self._resolver.resolve(self._target_authority(tenant))
         endpoint = resolved.metadata.token_endpoint
@@ -418,6 +456,8 @@ class UserFlowApplication(ClientApplication):
             nonce=nonce,
             assertion_hash=assertion_hash,
         )
+        if write_through:
+            await self._write_through(token.entry.key)
         return self._result(
             token, source="identity_provider", correlation_id=response.correlation_id
         )

@@ -13,11 +13,26 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
-__all__ = ["CLIENT_ID", "CLIENT_SECRET", "TENANT", "FakeEndpoint", "FakeProcess"]
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "PUBLIC_CLIENT_ID",
+    "TENANT",
+    "FakeEndpoint",
+    "FakeProcess",
+    "user_credentials",
+]
 
 CLIENT_ID = "bench-app"
 CLIENT_SECRET = "bench-secret"
+#: A public client that signs the benchmark's users in (ROPC) to get on-behalf-of assertions.
+PUBLIC_CLIENT_ID = "bench-frontend"
 TENANT = "contoso"
+
+
+def user_credentials(i: int) -> tuple[str, str]:
+    """The username and password of the ``i``-th user a fake with ``users > i`` registers."""
+    return f"user{i:06d}", f"pw-{i:06d}"
 
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 5.0
@@ -31,6 +46,8 @@ class FakeEndpoint:
     ca_file: str
     latency: float
     token_lifetime: int
+    #: Users registered (``user_credentials(i)`` for ``i < users``), with PUBLIC_CLIENT_ID.
+    users: int = 0
 
     @property
     def authority(self) -> str:
@@ -51,14 +68,22 @@ class FakeProcess:
 
     Entering starts the process and waits (at most ``start_timeout`` seconds)
     for the JSON line it prints once listening; leaving always ends it:
-    SIGTERM, then SIGKILL if it has not exited within five seconds.
+    SIGTERM, then SIGKILL if it has not exited within five seconds. With
+    ``users``, it also registers the public client PUBLIC_CLIENT_ID and that
+    many users (``user_credentials``), for the on-behalf-of scenarios.
     """
 
     def __init__(
-        self, *, latency: float, token_lifetime: int, start_timeout: float = _START_TIMEOUT
+        self,
+        *,
+        latency: float,
+        token_lifetime: int,
+        users: int = 0,
+        start_timeout: float = _START_TIMEOUT,
     ) -> None:
         self.latency = latency
         self.token_lifetime = token_lifetime
+        self.users = users
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
@@ -85,6 +110,10 @@ class FakeProcess:
             "--latency", repr(self.latency),
             "--token-lifetime", str(self.token_lifetime),
         ]
+        if self.users:
+            command += ["--client", PUBLIC_CLIENT_ID]
+            for i in range(self.users):
+                command += ["--user", ":".join(user_credentials(i))]
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self._proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
@@ -112,7 +141,7 @@ class FakeProcess:
         except (ValueError, KeyError, TypeError) as exc:
             raise RuntimeError(f"unexpected first line from the fake authority: {line!r}"
                                f"{self._stderr_tail()}") from exc
-        return FakeEndpoint(base_url, ca_file, self.latency, self.token_lifetime)
+        return FakeEndpoint(base_url, ca_file, self.latency, self.token_lifetime, self.users)
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:

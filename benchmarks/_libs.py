@@ -9,23 +9,38 @@
   reach the fake's CA), one retry as msal's own session has, a connection pool as large as the
   thread pool, and a wrapper that counts POSTs (msal only POSTs to the token endpoint).
 * azure-identity: ``azure.identity.aio.ClientSecretCredential(tenant, client, secret,
-  authority=base_url, transport=...)`` with an ``AioHttpTransport(connection_verify=ca_file)``
-  that counts POSTs. (The async credential posts straight to ``{authority}/{tenant}/oauth2/
-  v2.0/token``; it does no instance discovery, so ``disable_instance_discovery`` changes
-  nothing for it.)
+  authority=base_url, transport=...)`` with an ``AioHttpTransport`` that counts POSTs, over an
+  aiohttp session whose connector trusts the fake's CA (one SSL context, made once). Not
+  ``AioHttpTransport(connection_verify=ca_file)``: with a CA path, azure-core builds a new SSL
+  context for every request, which aiohttp then pools apart, so every request opened a new
+  TLS connection and kept it (~130 KB each): a handicap production (``verify=True``) does not
+  have. (The async credential posts straight to ``{authority}/{tenant}/oauth2/v2.0/token``;
+  it does no instance discovery, so ``disable_instance_discovery`` changes nothing for it.)
 
 Every adapter exposes the client-credentials flow as a zero-argument awaitable factory
-(:meth:`Library.caller`) so that timing loops add no per-call overhead of their own. An
-on-behalf-of variant would add a second factory (``obo_caller(scope, assertion)``) and its
-own scenario functions, leaving these untouched.
+(:meth:`Library.caller`) so that timing loops add no per-call overhead of their own, and the
+on-behalf-of flow as :meth:`Library.obo_caller`:
+
+* aiomsal: ``await app.acquire_token_on_behalf_of(assertion, [scope])`` (cached per assertion).
+* MSAL Python: ``app.acquire_token_on_behalf_of(assertion, [scope])`` through the executor (it
+  never reads its cache there: a request on every call).
+* azure-identity: one ``OnBehalfOfCredential(tenant, client, client_secret=...,
+  user_assertion=assertion, authority=base_url, transport=...)`` per assertion (kept in a
+  dict, as a service caching across requests must), ``await cred.get_token(scope)``. Every
+  credential shares the library's one transport (azure-identity's lightest configuration;
+  left to itself each credential opens its own aiohttp session).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import base64
+import copy
 import functools
 import importlib
+import json
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +49,8 @@ from typing import Any
 
 from aiomsal import ConfidentialClientApplication
 from aiomsal._application import MEMO_LIMIT
+from aiomsal._confidential import user_assertion_hash
+from aiomsal._http import HttpRequest, HttpResponse
 from aiomsal._scopes import target_key
 from aiomsal._token_response import TokenResponse
 
@@ -46,6 +63,7 @@ __all__ = [
     "Caller",
     "Library",
     "MsalLibrary",
+    "OboStore",
     "PeerError",
     "SecretFor",
     "open_library",
@@ -53,6 +71,8 @@ __all__ = [
 
 Caller = Callable[[], Awaitable[Any]]
 SecretFor = Callable[[int], str]
+#: Stores (incoming assertion, token response) as a fetched on-behalf-of answer is stored.
+OboStore = Callable[[str, TokenResponse], None]
 
 #: Library keys, in table order, and their labels.
 LIBRARIES = {
@@ -87,7 +107,17 @@ class Library(abc.ABC):
 
     async def get(self, scope: str) -> str:
         """Acquire a token for ``scope`` and return it; raise on any error."""
-        result = await self.caller(scope)()
+        return self._checked(await self.caller(scope)())
+
+    @abc.abstractmethod
+    def obo_caller(self, scope: str, assertion: str) -> Caller:
+        """A zero-argument factory of awaitables acquiring a token on behalf of ``assertion``."""
+
+    async def get_obo(self, scope: str, assertion: str) -> str:
+        """Acquire a token for ``scope`` on behalf of ``assertion``; raise on any error."""
+        return self._checked(await self.obo_caller(scope, assertion)())
+
+    def _checked(self, result: Any) -> str:
         error = self.failure(result)
         if error is not None:
             raise PeerError(error)
@@ -104,6 +134,10 @@ class Library(abc.ABC):
     @abc.abstractmethod
     def cached_tokens(self) -> int:
         """Access tokens in the library's cache now."""
+
+    def cache_entries(self) -> dict[str, int]:
+        """What the library holds, by kind (access and refresh tokens, accounts, ...)."""
+        return {"access_tokens": self.cached_tokens()}
 
     @abc.abstractmethod
     def seed(self, scopes: Sequence[str], secret_for: SecretFor) -> None:
@@ -123,18 +157,98 @@ class Library(abc.ABC):
 class AiomsalLibrary(Library):
     key = "aiomsal"
 
-    def __init__(self, fake: FakeEndpoint) -> None:
+    def __init__(self, fake: FakeEndpoint, **options: Any) -> None:
+        # ``options``: extra constructor keywords (max_cache_entries for the bounded scenario).
         self.app = ConfidentialClientApplication(
             CLIENT_ID,
             CLIENT_SECRET,
             authority=fake.authority,
             instance_discovery=False,
             verify=fake.ca_file,
+            **options,
         )
         self._lifetime = fake.token_lifetime
 
     def caller(self, scope: str) -> Caller:
         return functools.partial(self.app.acquire_token_for_client, [scope])
+
+    def obo_caller(self, scope: str, assertion: str) -> Caller:
+        return functools.partial(self.app.acquire_token_on_behalf_of, assertion, [scope])
+
+    def cache_entries(self) -> dict[str, int]:
+        users = self.app._users
+        return {
+            "access_tokens": self.cached_tokens(),
+            "user_access_tokens": len(users),
+            "refresh_tokens": len(users.refresh_tokens()),
+            "accounts": len(users.identities()),
+        }
+
+    def record_answers(self) -> dict[str, Any]:
+        """From now on, keep every on-behalf-of answer, by assertion (see :meth:`replay`)."""
+        transport = _ReplayTransport(self.app._transport)
+        setattr(self.app, "_transport", transport)  # noqa: B010 - wraps the app's transport
+        return transport.answers
+
+    def replay(self, answers: dict[str, Any]) -> None:
+        """From now on, answer on-behalf-of requests with ``answers`` instead of the network.
+
+        The request is still built and sent to a transport, and the answer parsed and
+        stored: the whole path of a call but the socket.
+        """
+        transport: Any = self.app._transport
+        if not isinstance(transport, _ReplayTransport):
+            transport = _ReplayTransport(transport)
+            setattr(self.app, "_transport", transport)  # noqa: B010
+        transport.replaying = answers
+
+    async def capture_obo_response(self, scope: str, assertion: str) -> TokenResponse:
+        """Make one on-behalf-of call (a miss) and return the token response it stored."""
+        app = self.app
+        original = app._send_token_request
+        captured: list[TokenResponse] = []
+
+        async def spy(request: HttpRequest) -> TokenResponse:
+            response = await original(request)
+            captured.append(response)
+            return response
+
+        setattr(app, "_send_token_request", spy)  # noqa: B010 - an instance-level spy
+        try:
+            await self.get_obo(scope, assertion)
+        finally:
+            delattr(app, "_send_token_request")
+        if not captured:
+            raise RuntimeError("the on-behalf-of call sent no request (the token was cached)")
+        return captured[-1]
+
+    async def obo_store(self, scope: str) -> OboStore:
+        """Store on-behalf-of answers for ``scope`` without requests, as a fetch stores them.
+
+        The same call the fetch path makes after its request (``_store_user_tokens``,
+        keyed by ``user_assertion_hash`` of the assertion, with the prefix and the
+        resolved authority that ``acquire_token_on_behalf_of`` uses), so that every
+        bound and index of the cache applies. Needs one on-behalf-of call for ``scope``
+        made normally first.
+        """
+        app = self.app
+        prefix = app._obo_keys.get(((scope,), None))
+        if prefix is None:
+            raise RuntimeError("obo_store() needs one on-behalf-of call for the scope first")
+        resolved = await app._resolver.resolve(app._target_authority(None))
+        wanted, clock, store = prefix.wanted, app._clock, app._store_user_tokens
+
+        def put(assertion: str, response: TokenResponse) -> None:
+            store(
+                response,
+                resolved=resolved,
+                wanted=wanted,
+                requested_at=clock.time(),
+                nonce=None,
+                assertion_hash=user_assertion_hash(assertion),
+            )
+
+        return put
 
     @staticmethod
     def _token_of(result: Any) -> str:
@@ -190,19 +304,70 @@ class AiomsalLibrary(Library):
         await self.app.aclose()
 
 
+class _ReplayTransport:
+    """aiomsal's transport, recording token answers by assertion, or replaying them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.answers: dict[str, HttpResponse] = {}
+        self.replaying: dict[str, Any] | None = None
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        assertion = (request.form or {}).get("assertion")
+        if assertion is not None and self.replaying is not None:
+            answer = self.replaying[assertion]  # fresh bytes, as if read from a socket
+            return HttpResponse(answer.status, dict(answer.headers), bytes(bytearray(answer.body)))
+        response: HttpResponse = await self.inner.send(request)
+        if assertion is not None:
+            self.answers[assertion] = response
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _ReplayedResponse:
+    """What MSAL reads of a ``requests.Response``."""
+
+    def __init__(self, status_code: int, text: str, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.text = text
+        self.headers = headers
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise RuntimeError(f"HTTP {self.status_code}")
+
+
 class _CountingHttpClient:
-    """MSAL's ``http_client`` contract (``get``, ``post``, ``close``) over a requests.Session."""
+    """MSAL's ``http_client`` contract (``get``, ``post``, ``close``) over a requests.Session.
+
+    With ``answers`` set (a dict), on-behalf-of answers are recorded into it by assertion;
+    with ``replaying`` set, they are answered from it instead of the network.
+    """
 
     def __init__(self, session: Any) -> None:
         self._session = session
         self._lock = threading.Lock()
         self.posts = 0
+        self.answers: dict[str, tuple[int, str, dict[str, str]]] | None = None
+        self.replaying: dict[str, tuple[int, str, dict[str, str]]] | None = None
 
     def post(self, url: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.posts += 1
+        data = kwargs.get("data")
+        assertion = data.get("assertion") if isinstance(data, dict) else None
+        if assertion is not None and self.replaying is not None:
+            status, text, headers = self.replaying[assertion]
+            return _ReplayedResponse(status, text.encode().decode(), dict(headers))
         kwargs.setdefault("timeout", _HTTP_TIMEOUT)
-        return self._session.post(url, *args, **kwargs)
+        response = self._session.post(url, *args, **kwargs)
+        if assertion is not None and self.answers is not None:
+            self.answers[assertion] = (
+                response.status_code, response.text, dict(response.headers)
+            )
+        return response
 
     def get(self, url: str, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", _HTTP_TIMEOUT)
@@ -244,6 +409,58 @@ class MsalLibrary(Library):
         return functools.partial(
             loop.run_in_executor, self.pool, self.app.acquire_token_for_client, [scope]
         )
+
+    def obo_caller(self, scope: str, assertion: str) -> Caller:
+        loop = asyncio.get_running_loop()
+        return functools.partial(
+            loop.run_in_executor, self.pool, self.app.acquire_token_on_behalf_of, assertion,
+            [scope],
+        )
+
+    def record_answers(self) -> dict[str, Any]:
+        """From now on, keep every on-behalf-of answer, by assertion (see :meth:`replay`)."""
+        answers: dict[str, Any] = {}
+        self.http.answers = answers
+        return answers
+
+    def replay(self, answers: dict[str, Any]) -> None:
+        """From now on, answer on-behalf-of requests with ``answers`` instead of the network."""
+        self.http.replaying = answers
+
+    def cache_entries(self) -> dict[str, int]:
+        return {section: len(entries) for section, entries in self.app.token_cache._cache.items()}
+
+    async def capture_obo_event(self, scope: str, assertion: str) -> dict[str, Any]:
+        """Make one on-behalf-of call and return (a copy of) the event it added to the cache."""
+        cache = self.app.token_cache
+        events: list[dict[str, Any]] = []
+        original = cache.add
+
+        def spy(event: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            events.append(copy.deepcopy(event))
+            return original(event, *args, **kwargs)
+
+        cache.add = spy
+        try:
+            await self.get_obo(scope, assertion)
+        finally:
+            del cache.add
+        if not events:
+            raise RuntimeError("the on-behalf-of call added nothing to MSAL's cache")
+        return events[-1]
+
+    def seed_obo(self, event: dict[str, Any], count: int) -> None:
+        """Add ``count`` more users' on-behalf-of answers through ``TokenCache.add``.
+
+        The event a real call added, with a distinct ``client_info`` (so a distinct
+        home account) per user: what ``count`` other users' calls would have added.
+        """
+        cache = self.app.token_cache
+        response = event["response"]
+        for i in range(count):
+            client_info = json.dumps({"uid": f"seeded-{i:07d}", "utid": "bench-tenant"})
+            encoded = base64.urlsafe_b64encode(client_info.encode()).rstrip(b"=").decode()
+            cache.add({**event, "response": {**response, "client_info": encoded}})
 
     def direct_caller(self, scope: str) -> Callable[[], Any]:
         """The same call made directly on the calling thread (no executor hop)."""
@@ -311,7 +528,13 @@ def _seed_msal_cache(
 
 
 def _counting_transport(ca_file: str) -> Any:
-    """An ``AioHttpTransport(connection_verify=ca_file)`` whose instances count POSTs."""
+    """An ``AioHttpTransport`` trusting ``ca_file``, whose instances count POSTs.
+
+    The session is the one ``AioHttpTransport`` makes for itself (no cookies, no
+    decompression), with a connector whose SSL context trusts ``ca_file``, made once;
+    ``connection_verify`` stays True (see the module docstring). Needs a running loop.
+    """
+    import aiohttp
     from azure.core.pipeline.transport import AioHttpTransport
 
     async def send(self: Any, request: Any, **kwargs: Any) -> Any:
@@ -320,7 +543,12 @@ def _counting_transport(ca_file: str) -> Any:
         return await AioHttpTransport.send(self, request, **kwargs)
 
     cls = type("CountingAioHttpTransport", (AioHttpTransport,), {"send": send, "posts": 0})
-    return cls(connection_verify=ca_file)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_file)),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+    return cls(session=session, session_owner=True)
 
 
 class AzureIdentityLibrary(Library):
@@ -330,6 +558,7 @@ class AzureIdentityLibrary(Library):
         from azure.identity.aio import ClientSecretCredential
 
         self._fake = fake
+        self._obo: dict[str, Any] = {}
         self.transport = _counting_transport(fake.ca_file)
         self.credential = ClientSecretCredential(
             TENANT,
@@ -345,6 +574,30 @@ class AzureIdentityLibrary(Library):
 
     def caller(self, scope: str) -> Caller:
         return functools.partial(self.credential.get_token, scope)
+
+    def obo_credential(self, assertion: str) -> Any:
+        """The ``OnBehalfOfCredential`` of ``assertion`` (one per user, made on first use)."""
+        credential = self._obo.get(assertion)
+        if credential is None:
+            from azure.identity.aio import OnBehalfOfCredential
+
+            credential = OnBehalfOfCredential(
+                TENANT,
+                CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                user_assertion=assertion,
+                authority=self._fake.base_url,
+                transport=self.transport,
+                disable_instance_discovery=True,
+            )
+            self._obo[assertion] = credential
+        return credential
+
+    def obo_caller(self, scope: str, assertion: str) -> Caller:
+        return functools.partial(self.obo_credential(assertion).get_token, scope)
+
+    def cache_entries(self) -> dict[str, int]:
+        return {"access_tokens": self.cached_tokens(), "obo_credentials": len(self._obo)}
 
     @staticmethod
     def _token_of(result: Any) -> str:
@@ -374,10 +627,19 @@ class AzureIdentityLibrary(Library):
         await self.credential.close()
 
 
-async def open_library(key: str, fake: FakeEndpoint, *, msal_threads: int) -> Library:
-    """A fresh instance of library ``key`` pointed at ``fake``."""
+async def open_library(
+    key: str,
+    fake: FakeEndpoint,
+    *,
+    msal_threads: int,
+    aiomsal_options: dict[str, Any] | None = None,
+) -> Library:
+    """A fresh instance of library ``key`` pointed at ``fake``.
+
+    ``aiomsal_options``: extra keywords for aiomsal's ``ConfidentialClientApplication``.
+    """
     if key == "aiomsal":
-        return AiomsalLibrary(fake)
+        return AiomsalLibrary(fake, **(aiomsal_options or {}))
     if key == "msal":
         loop = asyncio.get_running_loop()
         build = functools.partial(MsalLibrary, fake, msal_threads)

@@ -1,14 +1,15 @@
 """The scenarios. Each is ``async def scenario(ctx) -> dict`` and runs every library.
 
-Client credentials only for now. On-behalf-of variants belong in separate scenario
-functions (for example ``obo_hit_cost``) registered in :data:`SCENARIOS`, using an
-``obo_caller`` the adapters in ``_libs`` would grow; nothing here needs to change.
+a-e measure the client-credentials flow; a-obo, d-obo and f the on-behalf-of flow (a web
+API calling a downstream API for each of its users), against a fake authority that also
+registers users and a public client whose ROPC tokens serve as the incoming assertions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import random
@@ -16,12 +17,22 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._fake import FakeEndpoint, FakeProcess
-from ._libs import LIBRARIES, Caller, Library, MsalLibrary, open_library
+from aiomsal import PublicClientApplication
+
+from ._fake import CLIENT_ID, PUBLIC_CLIENT_ID, FakeEndpoint, FakeProcess, user_credentials
+from ._libs import (
+    LIBRARIES,
+    AiomsalLibrary,
+    AzureIdentityLibrary,
+    Caller,
+    Library,
+    MsalLibrary,
+    open_library,
+)
 from ._measure import summarize_ms, time_async_calls, time_sync_calls
 
 __all__ = ["SCENARIOS", "Context", "Scenario", "Settings"]
@@ -31,6 +42,11 @@ JSON = dict[str, Any]
 WARMUP_SCOPE = "api://bench-warmup/.default"
 HIT_SCOPE = "api://bench-hit/.default"
 LONG_LIFETIME = 3600
+#: The downstream API the middle tier calls on behalf of its users.
+OBO_SCOPE = "api://bench-downstream/.default"
+#: What the benchmark's users sign in for: tokens for the middle tier (CLIENT_ID), which
+#: the fake's on-behalf-of grant accepts as assertions.
+ASSERTION_SCOPE = f"api://{CLIENT_ID}/access_as_user"
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,18 @@ class Settings:
     throughput_keys: int = 10
     throughput_reps: int = 3
     throughput_target_s: float = 1.0
+    #: Concurrent requests while getting assertions and during the d-obo calls.
+    obo_concurrency: int = 32
+    obo_hit_sizes: tuple[int, ...] = (1, 1_000, 100_000, 1_000_000)
+    obo_hit_msal_max_users: int = 1_000
+    obo_memory_users: int = 2_000
+    bounded_max_entries: int = 10_000
+    bounded_checkpoints: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+
+    @property
+    def obo_users(self) -> int:
+        """Users the on-behalf-of fake registers: the d-obo users and its warm-up users."""
+        return self.obo_memory_users + self.obo_concurrency
 
     @classmethod
     def make(cls, *, quick: bool, msal_threads: int) -> Settings:
@@ -75,10 +103,13 @@ class Settings:
             expiry_warm_all=False,
             throughput_reps=1,
             throughput_target_s=0.4,
+            obo_hit_sizes=(1, 1_000, 100_000),
+            obo_memory_users=500,
+            bounded_checkpoints=(10_000, 30_000, 100_000),
         )
 
     def as_json(self) -> JSON:
-        return asdict(self)
+        return {**asdict(self), "obo_users": self.obo_users}
 
 
 @dataclass
@@ -87,28 +118,73 @@ class Context:
 
     settings: Settings
     stack: contextlib.ExitStack
-    _fakes: dict[int, FakeEndpoint] = field(default_factory=dict)
+    _fakes: dict[tuple[int, int], FakeEndpoint] = field(default_factory=dict)
+    _assertions: list[str] = field(default_factory=list)
 
-    def fake(self, token_lifetime: int) -> FakeEndpoint:
-        """A fake authority in its own process issuing tokens of ``token_lifetime`` seconds."""
-        endpoint = self._fakes.get(token_lifetime)
+    def fake(self, token_lifetime: int, users: int = 0) -> FakeEndpoint:
+        """A fake authority in its own process issuing tokens of ``token_lifetime`` seconds.
+
+        With ``users``, it also registers that many users and a public client.
+        """
+        endpoint = self._fakes.get((token_lifetime, users))
         if endpoint is None:
             self.log(f"starting a fake authority (token lifetime {token_lifetime} s, "
-                     f"latency {self.settings.fake_latency_s * 1e3:.0f} ms)")
+                     f"latency {self.settings.fake_latency_s * 1e3:.0f} ms"
+                     + (f", {users:,} users" if users else "") + ")")
             process = FakeProcess(
-                latency=self.settings.fake_latency_s, token_lifetime=token_lifetime
+                latency=self.settings.fake_latency_s, token_lifetime=token_lifetime, users=users
             )
             endpoint = self.stack.enter_context(process)
-            self._fakes[token_lifetime] = endpoint
+            self._fakes[(token_lifetime, users)] = endpoint
         return endpoint
+
+    def obo_fake(self) -> FakeEndpoint:
+        """The fake of the on-behalf-of scenarios (3,600-second tokens, the users registered)."""
+        return self.fake(LONG_LIFETIME, users=self.settings.obo_users)
+
+    async def assertions(self, count: int) -> list[str]:
+        """Incoming user tokens for the middle tier, one per user, of the first ``count`` users.
+
+        Each user signs in once (ROPC, public client) to the on-behalf-of fake; outside any
+        measurement, and shared by the scenarios (the tokens live an hour).
+        """
+        fake = self.obo_fake()
+        if count > fake.users:
+            raise ValueError(f"{count} assertions wanted; the fake has {fake.users} users")
+        missing = range(len(self._assertions), count)
+        if missing:
+            start = time.perf_counter()
+            async with PublicClientApplication(
+                PUBLIC_CLIENT_ID, authority=fake.authority, instance_discovery=False,
+                verify=fake.ca_file,
+            ) as frontend:
+
+                async def sign_in(i: int) -> str:
+                    username, password = user_credentials(i)
+                    result = await frontend.acquire_token_by_username_password(
+                        username, password, [ASSERTION_SCOPE]
+                    )
+                    return result.access_token
+
+                self._assertions += await _limited(
+                    (functools.partial(sign_in, i) for i in missing),
+                    self.settings.obo_concurrency,
+                )
+            self.log(f"signed {len(missing):,} users in (ROPC) for assertions "
+                     f"({time.perf_counter() - start:.1f} s)")
+        return self._assertions[:count]
 
     @staticmethod
     def log(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     @contextlib.asynccontextmanager
-    async def opened(self, key: str, fake: FakeEndpoint) -> AsyncIterator[Library]:
-        library = await open_library(key, fake, msal_threads=self.settings.msal_threads)
+    async def opened(
+        self, key: str, fake: FakeEndpoint, **aiomsal_options: Any
+    ) -> AsyncIterator[Library]:
+        library = await open_library(
+            key, fake, msal_threads=self.settings.msal_threads, aiomsal_options=aiomsal_options
+        )
         try:
             yield library
         finally:
@@ -132,6 +208,21 @@ class Context:
         status = f"error: {result['error']}" if "error" in result else "ok"
         self.log(f"{label}: {status} ({elapsed:.1f} s)")
         return result
+
+
+async def _limited(calls: Iterable[Callable[[], Awaitable[Any]]], concurrency: int) -> list[Any]:
+    """Await every call, at most ``concurrency`` at a time; results in order."""
+    pending = list(enumerate(calls))
+    pending.reverse()
+    results: dict[int, Any] = {}
+
+    async def worker() -> None:
+        while pending:
+            i, call = pending.pop()
+            results[i] = await call()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [results[i] for i in range(len(results))]
 
 
 # --- a. cache-hit cost ----------------------------------------------------------------------
@@ -493,6 +584,239 @@ async def throughput(ctx: Context) -> JSON:
     }
 
 
+# --- a-obo. on-behalf-of cache-hit cost -----------------------------------------------------
+
+
+def _seeded_assertion(i: int) -> str:
+    # Only its hash is stored; aiomsal does not parse an assertion it was given.
+    return f"bench-seeded-assertion-{i:07d}"
+
+
+async def _obo_hit_cell(ctx: Context, key: str, fake: FakeEndpoint, size: int) -> JSON:
+    s = ctx.settings
+    timed, warm = await ctx.assertions(2)
+    async with ctx.opened(key, fake) as lib:
+        start = time.perf_counter()
+        if size >= 2:
+            # The other users: one fetched normally (``warm``), the rest stored as its answer
+            # was (one shared token string: a hit's cost does not depend on the token's bytes;
+            # d-obo measures memory with real, distinct answers).
+            if isinstance(lib, AiomsalLibrary):
+                response = await lib.capture_obo_response(OBO_SCOPE, warm)
+                store = await lib.obo_store(OBO_SCOPE)
+                for i in range(size - 2):
+                    store(_seeded_assertion(i), response)
+            elif isinstance(lib, MsalLibrary):
+                lib.seed_obo(await lib.capture_obo_event(OBO_SCOPE, warm), size - 2)
+            else:
+                raise ValueError(f"{key} is measured with one user only")
+        await lib.get_obo(OBO_SCOPE, timed)  # the timed user is fetched normally, last
+        setup_s = time.perf_counter() - start
+        entries = lib.cache_entries()
+        requests_before = lib.requests_sent()
+        gc.collect()
+        timing = await time_async_calls(
+            lib.obo_caller(OBO_SCOPE, timed), batches=s.hit_batches, target_s=s.hit_batch_target_s
+        )
+        sent = lib.requests_sent() - requests_before
+        result: JSON = {"users": size, "cache_entries": entries, "setup_s": round(setup_s, 3),
+                        **timing, "requests_during_timing": sent}
+        calls = timing["batches"] * timing["calls_per_batch"]
+        result["requests_per_call"] = round(sent / calls, 3) if calls else None
+        return result
+
+
+_OBO_PEER_SKIP = {
+    "msal": "its acquire_token_on_behalf_of never reads the cache (a request on every call, "
+            "and a cache write of O(1) cost): the cost does not depend on the users cached",
+    "azure": "one OnBehalfOfCredential (with its own cache) per user: a hit on one credential "
+             "never touches the others' (see d-obo for what each user costs in memory)",
+}
+
+
+async def obo_hit_cost(ctx: Context) -> JSON:
+    s = ctx.settings
+    fake = ctx.obo_fake()
+    limits = {"aiomsal": max(s.obo_hit_sizes), "msal": s.obo_hit_msal_max_users, "azure": 1}
+    results: dict[str, dict[str, JSON]] = {key: {} for key in LIBRARIES}
+    for size in s.obo_hit_sizes:
+        for key in LIBRARIES:
+            if size > limits[key]:
+                results[key][str(size)] = {
+                    "skipped": f"measured up to {limits[key]:,} user(s): {_OBO_PEER_SKIP[key]}"
+                }
+                continue
+            results[key][str(size)] = await ctx.cell(
+                f"[a-obo] OBO call cost, {LIBRARIES[key]}, {size:,} cached "
+                f"user{'s' * (size != 1)}",
+                functools.partial(_obo_hit_cell, ctx, key, fake, size),
+                timeout=600,
+            )
+    return {
+        "description": "time per acquire_token_on_behalf_of call with the same incoming "
+                       "assertion, with N distinct users cached: median of batches of "
+                       "back-to-back calls on one task (msal: through run_in_executor; it sends "
+                       "a request on every call; azure-identity: get_token on the user's own "
+                       "OnBehalfOfCredential); aiomsal's other users are stored through the "
+                       "app's own store path (_store_user_tokens), MSAL's through "
+                       f"TokenCache.add; fake latency {s.fake_latency_s * 1e3:.0f} ms",
+        "sizes": list(s.obo_hit_sizes),
+        "results": results,
+    }
+
+
+# --- d-obo. memory per cached on-behalf-of user ---------------------------------------------
+
+
+async def _obo_memory_cell(ctx: Context, key: str, fake: FakeEndpoint) -> JSON:
+    s = ctx.settings
+    n, concurrency = s.obo_memory_users, s.obo_concurrency
+    assertions = await ctx.assertions(n + concurrency)
+    spare, users = assertions[:concurrency], assertions[concurrency:]
+    async with ctx.opened(key, fake) as lib:
+
+        def calls(group: list[str]) -> list[Callable[[], Awaitable[str]]]:
+            return [functools.partial(lib.get_obo, OBO_SCOPE, a) for a in group]
+
+        # Warm-up on other users, as concurrent as the measured calls: metadata,
+        # connections, MSAL's threads; none of it grows with the users afterwards.
+        await _limited(calls(spare), concurrency)
+        entries_before = lib.cache_entries()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            requests_before = lib.requests_sent()
+            start = time.perf_counter()
+            await _limited(calls(users), concurrency)
+            wall = time.perf_counter() - start
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - base
+            after = lib.cache_entries()
+            result: JSON = {
+                "users": n,
+                "bytes_per_user": grown / n,
+                "requests": lib.requests_sent() - requests_before,
+                "wall_s": round(wall, 2),
+                "cache_entries_added": {k: v - entries_before.get(k, 0) for k, v in after.items()},
+                "assertion_chars": len(users[0]),
+            }
+            if isinstance(lib, AiomsalLibrary):
+                requests_before = lib.requests_sent()
+                await _limited(calls(users), concurrency)
+                gc.collect()
+                hot = tracemalloc.get_traced_memory()[0] - base
+                result["bytes_per_user_after_one_hit"] = hot / n
+                result["requests_during_hits"] = lib.requests_sent() - requests_before
+            elif isinstance(lib, MsalLibrary):
+                result["after_one_hit"] = "n/a: MSAL never serves on-behalf-of calls from its cache"
+            elif isinstance(lib, AzureIdentityLibrary):
+                result["configuration"] = ("one OnBehalfOfCredential per user, all sharing one "
+                                           "transport (counted: the credential and its cache)")
+        finally:
+            tracemalloc.stop()
+        return result
+
+
+async def obo_memory(ctx: Context) -> JSON:
+    s = ctx.settings
+    fake = ctx.obo_fake()
+    await ctx.assertions(s.obo_users)  # signed in before any library is measured
+    results = {
+        key: await ctx.cell(
+            f"[d-obo] memory, {s.obo_memory_users:,} OBO users, {LIBRARIES[key]}",
+            functools.partial(_obo_memory_cell, ctx, key, fake),
+            timeout=300,
+        )
+        for key in LIBRARIES
+    }
+    return {
+        "description": f"tracemalloc growth per user over {s.obo_memory_users:,} users' first "
+                       "on-behalf-of calls (real requests, distinct fake-issued assertions and "
+                       f"answers, {s.obo_concurrency} at a time after a warm-up of as many "
+                       "other users); aiomsal: what its cache holds per user (access and "
+                       "refresh token, no ID token), then after one hit each; MSAL: its token "
+                       "cache (access, refresh and ID token, account per user); azure-identity: "
+                       "one OnBehalfOfCredential per user with its own cache",
+        "results": results,
+    }
+
+
+# --- f. bounded cache -----------------------------------------------------------------------
+
+
+async def _bounded_cell(ctx: Context, fake: FakeEndpoint) -> JSON:
+    s = ctx.settings
+    (first,) = await ctx.assertions(1)
+    async with ctx.opened("aiomsal", fake, max_cache_entries=s.bounded_max_entries) as lib:
+        assert isinstance(lib, AiomsalLibrary)
+        template = await lib.capture_obo_response(OBO_SCOPE, first)
+        store = await lib.obo_store(OBO_SCOPE)
+        access, refresh = template.access_token, template.refresh_token
+
+        def answer(i: int) -> Any:  # a distinct answer per user, of realistic size
+            tail = format(i, "010d")
+            return dataclasses.replace(
+                template,
+                access_token=access[:-10] + tail,
+                refresh_token=None if refresh is None else refresh[:-10] + tail,
+            )
+
+        points: list[JSON] = []
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            start = time.perf_counter()
+            done = 1  # the first user, fetched normally
+            for checkpoint in s.bounded_checkpoints:
+                for i in range(done, checkpoint):
+                    store(f"bench-bounded-assertion-{i:07d}", answer(i))
+                done = checkpoint
+                gc.collect()
+                entries = lib.cache_entries()
+                traced = tracemalloc.get_traced_memory()[0] - base
+                points.append({
+                    "users_passed": checkpoint,
+                    "cached_tokens": lib.cached_tokens(),
+                    "cache_entries": entries,
+                    "traced_bytes": traced,
+                    "elapsed_s": round(time.perf_counter() - start, 1),
+                })
+                ctx.log(f"{checkpoint:,} users passed: {lib.cached_tokens():,} tokens cached, "
+                        f"{traced / 2**20:.1f} MiB")
+        finally:
+            tracemalloc.stop()
+        return {
+            "max_cache_entries": s.bounded_max_entries,
+            "points": points,
+            "counters": lib.counters(),
+        }
+
+
+async def bounded(ctx: Context) -> JSON:
+    s = ctx.settings
+    fake = ctx.obo_fake()
+    result = await ctx.cell(
+        f"[f] aiomsal, max_cache_entries={s.bounded_max_entries:,}, "
+        f"{max(s.bounded_checkpoints):,} OBO users passed through",
+        functools.partial(_bounded_cell, ctx, fake),
+        timeout=1200,
+    )
+    return {
+        "description": f"aiomsal ConfidentialClientApplication(max_cache_entries="
+                       f"{s.bounded_max_entries:,}): distinct on-behalf-of users' answers (each "
+                       "with a distinct ~1 KB access token and refresh token) stored one after "
+                       "another through the app's own store path (_store_user_tokens, as a "
+                       "fetch stores them); tokens cached and tracemalloc current (growth since "
+                       "the first user) at each checkpoint. MSAL Python and azure-identity have "
+                       "no bound.",
+        "max_cache_entries": s.bounded_max_entries,
+        "checkpoints": list(s.bounded_checkpoints),
+        "results": {"aiomsal": result},
+    }
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -509,5 +833,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("expiry", "c", "latency across token expiry", expiry),
         Scenario("memory", "d", "memory per cached token", memory),
         Scenario("throughput", "e", "calls per second, 10,000 tasks", throughput),
+        Scenario("obo_hit", "a-obo", "on-behalf-of call cost vs cached users", obo_hit_cost),
+        Scenario("obo_memory", "d-obo", "memory per cached on-behalf-of user", obo_memory),
+        Scenario("bounded", "f", "bounded cache, a million on-behalf-of users", bounded),
     )
 }

@@ -7,3 +7,38 @@ import pytest
 def anyio_backend() -> str:
     """aiohttp runs on asyncio only, and so does aiomsal."""
     return "asyncio"
+
+
+# -- a private redis-server (tests/redis_server.py) ---------------------------
+
+import os  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from tests.redis_server import (  # noqa: E402
+    RedisServer,
+    missing_redis_server_message,
+    redis_server_binary,
+)
+from tests.redis_server import redis_server as _start_redis_server  # noqa: E402
+
+
+def require_redis_server() -> None:
+    """Skip the test when redis-server is missing, or fail it under CI (``CI`` set)."""
+    if redis_server_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail(missing_redis_server_message())
+        pytest.skip(missing_redis_server_message())
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for this test only (it may kill and restart it)."""
+    require_redis_server()
+    with _start_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of this test's private redis-server."""
+    return redis_server.url

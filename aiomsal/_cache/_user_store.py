@@ -69,6 +69,24 @@ class UserTokenStore:
     def tokens(self) -> Iterator[CachedToken]:
         return iter(list(self._access.values()))
 
+    def partition_tokens(self, partition: PartitionKey) -> list[CachedToken]:
+        """The access tokens of one user (or assertion) of one app, without a scan."""
+        return [self._access[key] for key in self._partitions.get(partition, ())]
+
+    def refresh_tokens(self) -> list[RefreshTokenEntry]:
+        return list(self._refresh.values())
+
+    def identities(self) -> list[tuple[str, Identity]]:
+        """Every account as (environment, identity)."""
+        return [(environment, identity) for (_, environment), identity in self._accounts.items()]
+
+    def clear(self) -> None:
+        self._access.clear()
+        self._partitions.clear()
+        self._refresh.clear()
+        self._accounts.clear()
+        self.version += 1
+
     # -- refresh tokens ------------------------------------------------------------------
 
     def refresh_token(self, partition: PartitionKey) -> RefreshTokenEntry | None:

@@ -1,0 +1,56 @@
+"""A worker process for the cross-process coalescing test.
+
+Usage: python -m tests.cross_process_worker AUTHORITY REDIS_URL GO_FILE TASKS KEYS
+Waits until GO_FILE exists (so all workers start together, cold), then runs
+TASKS concurrent acquire_token_for_client calls spread over KEYS scopes, and
+prints a JSON line with its statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import anyio
+
+from aiomsal import ConfidentialClientApplication, RedisCacheStorage
+
+CLIENT = "cross-process-app"
+SECRET = "cross-process-secret"
+
+
+async def main(authority: str, redis_url: str, go_file: str, tasks: int, keys: int) -> None:
+    storage = RedisCacheStorage(redis_url)
+    async with ConfidentialClientApplication(
+        CLIENT, client_credential=SECRET, authority=authority, cache_storage=storage
+    ) as app:
+        while not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240 - a start line
+            await anyio.sleep(0.005)
+        tokens: dict[int, set[str]] = {k: set() for k in range(keys)}
+
+        async def call(i: int) -> None:
+            result = await app.acquire_token_for_client([f"api://resource-{i % keys}/.default"])
+            tokens[i % keys].add(result.access_token)
+
+        async with anyio.create_task_group() as group:
+            for i in range(tasks):
+                group.start_soon(call, i)
+        stats = app.statistics()
+    print(
+        json.dumps(
+            {
+                "requests_sent": stats.requests_sent,
+                "storage_hits": stats.storage_hits,
+                "storage_errors": stats.storage_errors,
+                "tokens": {str(k): sorted(v) for k, v in tokens.items()},
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    authority, redis_url, go_file, tasks, keys = sys.argv[1:6]
+    asyncio.run(main(authority, redis_url, go_file, int(tasks), int(keys)))

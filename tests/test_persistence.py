@@ -1,0 +1,168 @@
+"""Persistence: file and Redis storages under the in-memory cache, across applications and
+processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from aiomsal import (
+    ConfidentialClientApplication,
+    FileCacheStorage,
+    PublicClientApplication,
+    RedisCacheStorage,
+)
+from aiomsal.testing import FakeAuthority
+from tests.helpers import GRAPH, SECRET
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+CLIENT = "persistent-app"
+ALICE = "alice@contoso.com"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAuthority]:
+    async with FakeAuthority() as authority:
+        authority.add_client(CLIENT, secret=SECRET)
+        authority.add_client("cross-process-app", secret="cross-process-secret")
+        authority.add_client("desktop", redirect_uris=["http://localhost"])
+        authority.add_user(ALICE, password="pw", tenant="contoso")
+        yield authority
+
+
+def confidential(fake: FakeAuthority, storage: object) -> ConfidentialClientApplication:
+    return ConfidentialClientApplication(
+        CLIENT,
+        client_credential=SECRET,
+        authority=fake.authority("contoso"),
+        cache_storage=storage,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_second_process_finds_the_token_in_the_file(
+    fake: FakeAuthority, tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.bin"
+    async with confidential(fake, FileCacheStorage(path)) as first:
+        fetched = await first.acquire_token_for_client(GRAPH)
+    async with confidential(fake, FileCacheStorage(path)) as second:  # a restart
+        loaded = await second.acquire_token_for_client(GRAPH)
+        assert second.statistics().storage_hits == 1
+        assert (await second.acquire_token_for_client(GRAPH)).token_source == "cache"
+    assert loaded.access_token == fetched.access_token
+    assert loaded.token_source == "cache"
+    assert len(fake.token_requests) == 1
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_signed_in_user_survives_a_restart_of_a_desktop_tool(
+    fake: FakeAuthority, tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.bin"
+    key = b"k" * 32
+    async with PublicClientApplication(
+        "desktop",
+        authority=fake.authority("organizations"),
+        cache_storage=FileCacheStorage(path, encryption_key=key),
+    ) as app:
+        result = await app.acquire_token_by_username_password(ALICE, "pw", ["User.Read"])
+    assert result.access_token.encode() not in path.read_bytes()
+    assert result.account is not None
+    async with PublicClientApplication(
+        "desktop",
+        authority=fake.authority("organizations"),
+        cache_storage=FileCacheStorage(path, encryption_key=key),
+    ) as restarted:
+        silent = await restarted.acquire_token_silent(["User.Read"], result.account)
+    assert silent is not None
+    assert silent.access_token == result.access_token
+    assert len(fake.token_requests) == 1
+
+
+async def test_redis_shares_tokens_between_instances(fake: FakeAuthority, redis_url: str) -> None:
+    async with confidential(fake, RedisCacheStorage(redis_url)) as a, confidential(
+        fake, RedisCacheStorage(redis_url)
+    ) as b:
+        first = await a.acquire_token_for_client(GRAPH)
+        second = await b.acquire_token_for_client(GRAPH)
+        assert second.access_token == first.access_token
+        assert b.statistics().storage_hits == 1
+    assert len(fake.token_requests) == 1
+
+
+async def test_killing_redis_mid_load_never_reaches_a_caller(
+    fake: FakeAuthority, redis_server: RedisServer
+) -> None:
+    fake.latency = 0.01
+    errors: list[BaseException] = []
+    served = 0
+
+    async def caller(app: ConfidentialClientApplication, worker: int) -> None:
+        nonlocal served
+        for round_ in range(40):
+            try:
+                scopes = [f"api://resource-{(worker + round_) % 30}/.default"]
+                await app.acquire_token_for_client(scopes, force_refresh=round_ % 7 == 0)
+                served += 1
+            except Exception as exc:
+                errors.append(exc)
+            await anyio.sleep(0.005)
+
+    async with confidential(fake, RedisCacheStorage(redis_server.url)) as app:
+        async with anyio.create_task_group() as group:
+            for worker in range(20):
+                group.start_soon(caller, app, worker)
+            await anyio.sleep(0.05)
+            redis_server.kill()
+        stats = app.statistics()
+    assert errors == []
+    assert served == 20 * 40
+    assert stats.storage_errors >= 1
+
+
+def test_four_processes_of_250_cold_tasks_send_one_request_per_key(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Cross-process coalescing through Redis: 4 x 250 callers, 5 keys, 5 token requests."""
+
+    async def scenario() -> tuple[list[dict[str, object]], list[str]]:
+        async with FakeAuthority(latency=0.2) as fake:
+            fake.add_client("cross-process-app", secret="cross-process-secret")
+            go = tmp_path / "go"
+            workers = [
+                await anyio.open_process(
+                    [
+                        sys.executable, "-m", "tests.cross_process_worker",
+                        fake.authority("contoso"), redis_server.url, str(go), "250", "5",
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                for _ in range(4)
+            ]
+            await anyio.sleep(1.5)  # let every worker import, connect and wait at the line
+            go.write_text("go")
+            outputs = []
+            with anyio.fail_after(60):
+                for worker in workers:
+                    assert worker.stdout is not None
+                    data = b""
+                    async for chunk in worker.stdout:
+                        data += chunk
+                    assert await worker.wait() == 0
+                    outputs.append(json.loads(data))
+            return outputs, [r.scope for r in fake.token_requests]
+
+    outputs, scopes = anyio.run(scenario)
+    assert sorted(scopes) == sorted(f"api://resource-{k}/.default" for k in range(5))
+    assert sum(int(o["requests_sent"]) for o in outputs) == 5  # type: ignore[call-overload]
+    for key in map(str, range(5)):  # every process got the one token of each key
+        assert len({t for o in outputs for t in o["tokens"][key]}) == 1  # type: ignore[index]
