@@ -65,6 +65,7 @@ class ClientApplication:
         client_capabilities: Sequence[str] = (),
         token_cache: SerializableTokenCache | None = None,
         cache_storage: CacheStorage | None = None,
+        max_cache_entries: int | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
@@ -98,6 +99,9 @@ class ClientApplication:
         self.token_cache = token_cache if token_cache is not None else SerializableTokenCache()
         #: The user token cache (signed-in users and on-behalf-of assertions).
         self._users = self.token_cache._users
+        if max_cache_entries is not None:
+            self.token_cache._app.set_limit(max_cache_entries)
+            self._users.set_limit(max_cache_entries)
         if cache_storage is not None and not isinstance(cache_storage, CacheStorage):
             raise MsalConfigurationError(
                 "cache_storage must implement load(), update() and aclose() "
@@ -245,6 +249,7 @@ class ClientApplication:
     ) -> AuthenticationResult:
         """A cache hit: the prepared result; the first hit schedules the background refresh."""
         self._counters.hits += 1
+        token.touched = True
         result = token.result
         if result is None:
             result = token.result = self._result(token, source="cache")

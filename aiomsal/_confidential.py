@@ -55,6 +55,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         client_capabilities: Sequence[str] = (),
         token_cache: SerializableTokenCache | None = None,
         cache_storage: CacheStorage | None = None,
+        max_cache_entries: int | None = None,
     ) -> None:
         super().__init__(
             client_id,
@@ -70,6 +71,7 @@ class ConfidentialClientApplication(UserFlowApplication):
             client_capabilities=client_capabilities,
             token_cache=token_cache,
             cache_storage=cache_storage,
+            max_cache_entries=max_cache_entries,
         )
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.

@@ -66,11 +66,13 @@ async def time_async_calls(
     start = time.perf_counter()
     await call()
     first = time.perf_counter() - start
+    calibration = 1
     if first < 0.05:
         start = time.perf_counter()
         for _ in range(3):
             await call()
         first = (time.perf_counter() - start) / 3
+        calibration += 3
     calls = _calls_per_batch(first, target_s, max_calls)
     per_call: list[float] = []
     for _ in range(batches):
@@ -78,7 +80,7 @@ async def time_async_calls(
         for _ in range(calls):
             await call()
         per_call.append((time.perf_counter() - start) / calls)
-    return _batches_result(per_call, calls)
+    return {**_batches_result(per_call, calls), "calls_total": calibration + batches * calls}
 
 
 def time_sync_calls(

@@ -16,6 +16,12 @@ PEERS = ("msal", "azure")
 FLAT_TOLERANCE = 1.5
 #: aiomsal's p99 across expiry may be this many times its warm p99.
 EXPIRY_P99_FACTOR = 2.0
+#: aiomsal's on-behalf-of hit must be at least this many times cheaper than MSAL's call.
+OBO_HIT_FACTOR = 10.0
+#: aiomsal's memory per on-behalf-of user may be at most this share of MSAL's.
+OBO_MEMORY_SHARE = 0.60
+#: f: memory after the last checkpoint may be this many times that after the first.
+BOUNDED_FLAT_TOLERANCE = 1.25
 
 
 def _dig(data: Any, *path: str) -> Any:
@@ -74,6 +80,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _x(r: float | None) -> str:
     if r is None:
         return "n/a"
+    if r >= 1000:
+        return f"{r:,.0f}x"
     return f"{r:.3g}x"
 
 
@@ -176,7 +184,78 @@ def evaluate_goals(scenarios: JSON) -> list[JSON]:
         add("throughput", "aiomsal serves more warm calls per second than either peer",
             None if r is None else r > 1,
             f"{fmt_count(ours)}/s vs best peer {fmt_count(best)}/s: {_x(r)}", _x(r))
+
+    _obo_goals(scenarios, add)
     return goals
+
+
+def _obo_goals(scenarios: JSON, add: Callable[[str, str, bool | None, str, str], None]) -> None:
+    hit = _dig(scenarios, "obo_hit", "results")
+    if isinstance(hit, dict):
+        ours = {int(k): v for k, c in (hit.get("aiomsal") or {}).items()
+                if (v := _num(c, "per_call_us")) is not None}
+        msal = {int(k): v for k, c in (hit.get("msal") or {}).items()
+                if (v := _num(c, "per_call_us")) is not None}
+        common = sorted(set(ours) & set(msal))
+        if common:
+            ratios = {n: msal[n] / ours[n] for n in common}
+            worst = min(common, key=lambda n: ratios[n])
+            add("obo_hit_vs_msal", f"aiomsal's repeated OBO call is >= {OBO_HIT_FACTOR:g}x "
+                "cheaper than MSAL's (which sends a request every time)",
+                ratios[worst] >= OBO_HIT_FACTOR,
+                "MSAL / aiomsal: " + ", ".join(f"{_x(ratios[n])} at {n:,} user{'s' * (n != 1)}"
+                                               for n in common),
+                f"lowest {_x(ratios[worst])}")
+        if len(ours) >= 2 and 1 in ours:
+            big = max(ours)
+            r = _ratio(ours[big], ours[1])
+            add("obo_hit_flat", f"aiomsal's OBO hit costs the same at 1 and {big:,} cached users "
+                f"(within {FLAT_TOLERANCE}x)", None if r is None else r <= FLAT_TOLERANCE,
+                f"{fmt_us(ours[1])} at 1, {fmt_us(ours[big])} at {big:,}: {_x(r)}", _x(r))
+
+    mem = _dig(scenarios, "obo_memory", "results")
+    if isinstance(mem, dict):
+        theirs = _num(mem.get("msal"), "bytes_per_user")
+        for field, gid, when in (("bytes_per_user", "obo_memory", "as stored"),
+                                 ("bytes_per_user_after_one_hit", "obo_memory_hot",
+                                  "after one hit each")):
+            ours_b = _num(mem.get("aiomsal"), field)
+            r = _ratio(ours_b, theirs)
+            add(gid, f"aiomsal holds an OBO user in <= {OBO_MEMORY_SHARE:.0%} of MSAL's memory "
+                f"({when})", None if r is None else r <= OBO_MEMORY_SHARE,
+                f"{fmt_bytes(ours_b)} vs MSAL {fmt_bytes(theirs)} per user: aiomsal / MSAL "
+                f"{_pct(r)}", f"{when.replace(' each', '')} {_pct(r)}")
+
+    bounded = _dig(scenarios, "bounded", "results", "aiomsal")
+    limit = _dig(scenarios, "bounded", "max_cache_entries")
+    points = _dig(bounded, "points")
+    if isinstance(points, list) and points and isinstance(limit, int):
+        counts = [p["cached_tokens"] for p in points]
+        refresh = [_dig(p, "cache_entries", "refresh_tokens") for p in points]
+        last = points[-1]
+        add("bounded_entries", f"f: with max_cache_entries={limit:,}, at most {limit:,} tokens "
+            f"cached after {last['users_passed']:,} users", max(counts) <= limit,
+            f"access tokens cached: {', '.join(f'{c:,}' for c in counts)}; refresh tokens: "
+            f"{', '.join('n/a' if r is None else f'{r:,}' for r in refresh)} (at "
+            f"{', '.join(format(p['users_passed'], ',') for p in points)} users)",
+            f"max {max(counts):,}")
+        first_b, last_b = points[0]["traced_bytes"], last["traced_bytes"]
+        r = _ratio(last_b, first_b)
+        add("bounded_flat", f"f: memory stays flat from {points[0]['users_passed']:,} to "
+            f"{last['users_passed']:,} users (within {BOUNDED_FLAT_TOLERANCE}x)",
+            None if r is None else r <= BOUNDED_FLAT_TOLERANCE,
+            ", ".join(f"{fmt_mib(p['traced_bytes'])} at {p['users_passed']:,}" for p in points)
+            + f": {_x(r)}", _x(r))
+    elif isinstance(bounded, dict) and "error" in bounded:
+        add("bounded_entries", "f: bounded cache", None, bounded["error"], "error")
+
+
+def _pct(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.0%}"
+
+
+def fmt_mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
 
 
 def fmt_count(value: float | None) -> str:
@@ -238,6 +317,27 @@ def markdown_table(scenarios: JSON, goals: list[JSON]) -> str:
                      _cell_text(_dig(hit, "aiomsal", key), us), msal,
                      _cell_text(_dig(hit, "azure", key), us), goal, met])
 
+    obo_hit = _dig(scenarios, "obo_hit", "results") or {}
+    obo_sizes = _dig(scenarios, "obo_hit", "sizes") or []
+    for size in obo_sizes:
+        key = str(size)
+
+        def obo_us(c: JSON) -> str:
+            text = fmt_us(c["per_call_us"])
+            per_call = c.get("requests_per_call")
+            return f"{text} ({per_call:.2g} req/call)" if per_call else text
+
+        goal, met = "", ""
+        if size == obo_sizes[0]:
+            goal = f">= {OBO_HIT_FACTOR:g}x cheaper than MSAL (MSAL / aiomsal)"
+            met = _met(goals, "obo_hit_vs_msal")
+        if size == obo_sizes[-1]:
+            goal, met = f"<= {FLAT_TOLERANCE}x the 1-user cost", _met(goals, "obo_hit_flat")
+        rows.append([f"a-obo. OBO call, same assertion, {size:,} cached "
+                     f"user{'s' * (size != 1)}",
+                     *(_cell_text(_dig(obo_hit, k, key), obo_us) for k in ("aiomsal", *PEERS)),
+                     goal, met])
+
     co = _dig(scenarios, "coalescing", "results") or {}
     for case, cells in co.items():
         keys, callers = case.split("x")
@@ -283,12 +383,48 @@ def markdown_table(scenarios: JSON, goals: list[JSON]) -> str:
                      *(_cell_text(mem.get(k), per_token) for k in ("aiomsal", *PEERS)),
                      "< MSAL (ratio MSAL / aiomsal)", _met(goals, "memory", "memory_hot")])
 
+    obo_mem = _dig(scenarios, "obo_memory", "results") or {}
+    if obo_mem:
+        users = next((c["users"] for c in obo_mem.values()
+                      if isinstance(c, dict) and "users" in c), 0)
+
+        def per_user(c: JSON) -> str:
+            text = fmt_bytes(c["bytes_per_user"])
+            hot = c.get("bytes_per_user_after_one_hit")
+            return f"{text} ({fmt_bytes(hot)} after a hit)" if isinstance(hot, float) else text
+
+        rows.append([f"d-obo. memory per cached OBO user ({users:,} users)",
+                     *(_cell_text(obo_mem.get(k), per_user) for k in ("aiomsal", *PEERS)),
+                     f"<= {OBO_MEMORY_SHARE:.0%} of MSAL (aiomsal / MSAL)",
+                     _met(goals, "obo_memory", "obo_memory_hot")])
+
     tp = _dig(scenarios, "throughput", "results") or {}
     if tp:
         rows.append(["e. warm calls per second, 10,000 tasks",
                      *(_cell_text(tp.get(k), lambda c: fmt_count(c["calls_per_s"]))
                        for k in ("aiomsal", *PEERS)),
                      "> peers (ratio to best)", _met(goals, "throughput")])
+
+    bounded = _dig(scenarios, "bounded", "results", "aiomsal")
+    limit = _dig(scenarios, "bounded", "max_cache_entries")
+    if isinstance(bounded, dict):
+        points = bounded.get("points")
+        if isinstance(points, list) and points:
+            for i, point in enumerate(points):
+                goal, met = "", ""
+                if i == len(points) - 1:
+                    goal = (f"<= {limit:,} entries; memory flat (<= {BOUNDED_FLAT_TOLERANCE}x "
+                            "the first)")
+                    met = _met(goals, "bounded_entries", "bounded_flat")
+                rows.append([f"f. max_cache_entries={limit:,}: {point['users_passed']:,} OBO "
+                             "users passed",
+                             f"{point['cached_tokens']:,} tokens, "
+                             f"{fmt_mib(point['traced_bytes'])}",
+                             "no bound", "no bound", goal, met])
+        else:
+            rows.append([f"f. max_cache_entries={limit}: OBO users passed",
+                         _cell_text(bounded, lambda c: "n/a"), "no bound", "no bound",
+                         "bounded, flat memory", _met(goals, "bounded_entries")])
 
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
@@ -358,9 +494,9 @@ def plot(scenarios: JSON, path: Path, subtitle: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10), layout="constrained")
-    fig.suptitle(f"aiomsal vs MSAL Python vs azure-identity (client credentials)\n{subtitle}",
-                 fontsize=10)
+    fig, axes = plt.subplots(3, 3, figsize=(18, 15), layout="constrained")
+    fig.suptitle("aiomsal vs MSAL Python vs azure-identity (client credentials; on-behalf-of "
+                 f"in the bottom row)\n{subtitle}", fontsize=10)
     peers3 = ("aiomsal", *PEERS)
 
     ax = axes[0][0]
@@ -437,6 +573,66 @@ def plot(scenarios: JSON, path: Path, subtitle: str) -> None:
     _bars(axes[1][2], "b. time until every cold caller has its token", wall_groups, wall,
           "ms", unit="ms")
 
+    _plot_obo(axes[2], scenarios, peers3)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_obo(axes: Any, scenarios: JSON, peers3: Sequence[str]) -> None:
+    """The bottom row: a-obo (cost per call vs users), d-obo (memory per user), f (bound)."""
+    ax = axes[0]
+    hit = _dig(scenarios, "obo_hit", "results") or {}
+    title = "a-obo. time per OBO call, same assertion, vs cached users"
+    drawn = False
+    for key in peers3:
+        curve = sorted((int(size), v) for size, c in (hit.get(key) or {}).items()
+                       if (v := _num(c, "per_call_us")) is not None)
+        if curve:
+            drawn = True
+            label = _LABELS[key] + (" (a request per call)" if key == "msal" else "")
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], marker="o", label=label,
+                    color=_COLORS[key])
+            for x, y in curve:
+                ax.annotate(fmt_us(y), (x, y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=6)
+    if drawn:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.margins(x=0.1)
+        ax.set_yscale("log")
+        ax.set_xlabel("distinct users cached")
+        ax.set_ylabel("µs per call")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    else:
+        _empty(ax, title)
+
+    mem = _dig(scenarios, "obo_memory", "results") or {}
+    users = next((c["users"] for c in mem.values() if isinstance(c, dict) and "users" in c), 0)
+    _bars(axes[1], f"d-obo. memory per cached OBO user ({users:,} users, tracemalloc)",
+          ["first call (as stored)", "after one hit each"] if mem else [],
+          {k: [_num(mem.get(k), "bytes_per_user"),
+               _num(mem.get(k), "bytes_per_user_after_one_hit")] for k in peers3},
+          "bytes", unit="B", log=True)
+
+    ax = axes[2]
+    limit = _dig(scenarios, "bounded", "max_cache_entries")
+    points = _dig(scenarios, "bounded", "results", "aiomsal", "points")
+    title = f"f. aiomsal, max_cache_entries={limit if limit is None else f'{limit:,}'}"
+    if isinstance(points, list) and points:
+        xs = [p["users_passed"] for p in points]
+        mib = [p["traced_bytes"] / 2**20 for p in points]
+        ax.plot(xs, mib, marker="o", color=_COLORS["aiomsal"], label="memory (MiB, tracemalloc)")
+        for x, y, p in zip(xs, mib, points, strict=True):
+            ax.annotate(f"{y:.1f} MiB\n{p['cached_tokens']:,} tokens", (x, y),
+                        textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+        ax.set_xscale("log")
+        ax.margins(x=0.2)
+        ax.set_ylim(0, max(mib) * 1.5)
+        ax.set_xlabel("distinct OBO users passed through")
+        ax.set_ylabel("MiB")
+        ax.set_title(title + ": memory as users pass through", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        _empty(ax, title)

@@ -5,8 +5,10 @@
 
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
-Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput. Writes ``bench.json``
-(every figure, settings, machine, versions, date) and ``bench.png``, and prints a table.
+Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of). Writes ``bench.json`` (every
+figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
+be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
 """
 
@@ -43,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes, fewer repetitions (about a minute)")
+                        help="smaller sizes, fewer repetitions (about two minutes)")
     parser.add_argument("--only", default="", help=f"comma-separated scenarios: {names}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="directory for bench.json and bench.png")
@@ -148,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{settings.expiry_tasks:,} looping tasks)",
             "memory": "one measurement per library (tracemalloc is deterministic)",
             "throughput": f"median of {settings.throughput_reps} run(s)",
+            "obo_hit": f"median of {settings.hit_batches} batches per cell",
+            "obo_memory": "one measurement per library (tracemalloc)",
+            "bounded": "one run (tracemalloc at each checkpoint)",
         },
         "scenarios": scenarios,
         "goals": goals,

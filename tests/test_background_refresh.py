@@ -92,6 +92,7 @@ async def test_an_outage_across_the_refresh_point_serves_the_valid_token_until_e
         await clock.advance(30)
         result = await app.acquire_token_for_client(GRAPH)  # never raises
         assert result.access_token == first.access_token
+    await wait_until(lambda: settled(app.statistics()))
     stats = app.statistics()
     assert stats.refresh_failures >= 1
     assert stats.background_refreshes == 0

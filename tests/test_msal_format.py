@@ -592,3 +592,24 @@ def test_a_malformed_known_section_is_kept_until_there_is_something_to_write() -
     written = document(cache)
     assert [e["secret"] for e in written["AccessToken"].values()] == ["app-at"]
     assert written["IdToken"] == "x"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"A": {}, "B": [], "C": None, "D": "text"},
+        {"A": {"k": {}}, "B": {"k": []}, "C": {"k": "plain"}},
+        {
+            "AccessToken": {
+                'k-é\n"': {"a": "ü\u2028", "b": 1, "c": 1.5, "d": True, "e": None},
+                "nested": {"n": {"x": [1, {"y": 2}]}, "m": [], "o": {}},
+            },
+            "Future": {"a": [1, 2, {"b": {}}]},
+        },
+    ],
+)
+def test_documents_are_written_exactly_as_json_dumps_with_indent_4(doc: dict[str, Any]) -> None:
+    from aiomsal._cache._msal_merge import dump_document
+
+    assert dump_document(doc) == json.dumps(doc, indent=4)

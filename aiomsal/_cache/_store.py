@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from .._result import AuthenticationResult
 from ._entries import AccessTokenEntry, AccessTokenKey, Identity
+from ._eviction import EvictionRing
 
 __all__ = ["CachedToken", "TokenStore"]
 
@@ -16,10 +17,11 @@ class CachedToken:
     ``result`` is the :class:`AuthenticationResult` that cache hits return,
     built on the first hit and reused by every later one, so that a hit
     allocates nothing. ``used`` tells the background refresher that somebody
-    asked for the token since it was stored.
+    asked for the token since it was stored; ``touched`` tells the eviction
+    hand that somebody asked for it since the hand last passed.
     """
 
-    __slots__ = ("entry", "identity", "refresh_at", "result", "serve_until", "used")
+    __slots__ = ("entry", "identity", "refresh_at", "result", "serve_until", "touched", "used")
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class CachedToken:
         self.serve_until = serve_until
         self.refresh_at = refresh_at
         self.used = False
+        self.touched = False
 
 
 class TokenStore:
@@ -44,12 +47,13 @@ class TokenStore:
     does not grow with the number of cached tokens.
     """
 
-    __slots__ = ("_access", "_tenants", "version")
+    __slots__ = ("_access", "_ring", "_tenants", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int | None = None) -> None:
         self._access: dict[AccessTokenKey, CachedToken] = {}
+        self._ring = EvictionRing(max_entries)
         #: The keys of each (client, environment, realm): one storage partition each.
-        self._tenants: dict[tuple[str, str, str], list[AccessTokenKey]] = {}
+        self._tenants: dict[tuple[str, str, str], dict[AccessTokenKey, None]] = {}
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.
         self.version = 0
 
@@ -62,9 +66,20 @@ class TokenStore:
     def put(self, token: CachedToken) -> None:
         key = token.entry.key
         if key not in self._access:
-            self._tenants.setdefault(_tenant_of(key), []).append(key)
+            self._tenants.setdefault(_tenant_of(key), {})[key] = None
         self._access[key] = token
         self.version += 1
+        self._ring.admit(
+            token,
+            size=self.__len__,
+            is_current=lambda t: self._access.get(t.entry.key) is t,
+            drop=lambda t, _: self.remove(t.entry.key),
+            now=token.entry.cached_at,
+        )
+
+    def set_limit(self, max_entries: int | None) -> None:
+        """Bound the number of tokens held (None: unbounded; expired ones are swept anyway)."""
+        self._ring.limit = EvictionRing(max_entries).limit
 
     def remove(self, key: AccessTokenKey) -> None:
         if self._access.pop(key, None) is not None:
@@ -91,12 +106,13 @@ class TokenStore:
     def clear(self) -> None:
         self._access.clear()
         self._tenants.clear()
+        self._ring.clear()
         self.version += 1
 
     def _unindex(self, key: AccessTokenKey) -> None:
         tenant = _tenant_of(key)
         keys = self._tenants[tenant]
-        keys.remove(key)
+        del keys[key]
         if not keys:
             del self._tenants[tenant]
 

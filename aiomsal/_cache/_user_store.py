@@ -13,15 +13,17 @@ from collections.abc import Iterable, Iterator
 from .._result import Account
 from .._scopes import canonical_scope
 from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
+from ._eviction import EvictionRing
 from ._store import CachedToken
 
 __all__ = ["UserTokenStore"]
 
 
 class UserTokenStore:
-    __slots__ = ("_access", "_accounts", "_partitions", "_refresh", "version")
+    __slots__ = ("_access", "_accounts", "_partitions", "_refresh", "_ring", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int | None = None) -> None:
+        self._ring = EvictionRing(max_entries)
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.
         self.version = 0
         self._access: dict[AccessTokenKey, CachedToken] = {}
@@ -56,6 +58,35 @@ class UserTokenStore:
             self._partitions.setdefault(key.partition, []).append(key)
         self._access[key] = token
         self.version += 1
+        self._ring.admit(
+            token,
+            size=self.__len__,
+            is_current=lambda t: self._access.get(t.entry.key) is t,
+            drop=self._evict,
+            now=token.entry.cached_at,
+        )
+
+    def set_limit(self, max_entries: int | None) -> None:
+        """Bound the number of access tokens held (None: unbounded)."""
+        self._ring.limit = EvictionRing(max_entries).limit
+
+    def _evict(self, token: CachedToken, expired: bool) -> None:
+        """Drop an expired or evicted token.
+
+        In a bounded cache, the last token of a partition takes its refresh
+        token and account with it, so that memory stays bounded however many
+        users pass through; what leaves memory stays in a cache storage, if
+        there is one. An unbounded cache keeps refresh tokens, as MSAL does.
+        """
+        key = token.entry.key
+        self.remove(key)
+        if (expired and self._ring.limit is None) or key.partition in self._partitions:
+            return
+        self.remove_refresh_token(key.partition)
+        account = (key.home_account_id, key.environment)
+        if not key.user_assertion_hash and account in self._accounts:
+            del self._accounts[account]
+            self.version += 1
 
     def remove(self, key: AccessTokenKey) -> None:
         if self._access.pop(key, None) is None:
