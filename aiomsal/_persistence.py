@@ -96,15 +96,18 @@ class CachePersistence:
     async def load(self, partition: str) -> bool:
         """Read a partition into the cache; whether it held anything."""
         blob = await self._call("load", self._storage.load(partition))
-        return bool(blob) and self._cache.load_partition(blob) > 0  # type: ignore[arg-type]
+        if not blob:
+            return False
+        return self._cache.load_partition(blob, now=self._clock.time()) > 0
 
     async def save(self, partition: str) -> None:
         """Write a partition through to the storage, merged with what others stored."""
-        ours = self._cache.dump_partition(partition)
+        now = self._clock.time()
+        ours = self._cache.dump_partition(partition, now=now)
         ttl = self._ttl(partition)
 
         def merge(current: bytes | None) -> bytes | None:
-            return SerializableTokenCache.merge_partition_blobs(current, ours)
+            return SerializableTokenCache.merge_partition_blobs(current, ours, now=now)
 
         await self._call("save", self._storage.update(partition, merge, ttl=ttl))
 
@@ -112,10 +115,8 @@ class CachePersistence:
         await self._call("delete", self._storage.update(partition, lambda _: None))
 
     async def _read(self, partition: str, lookup: Callable[[], T | None]) -> T | None:
-        blob = await self._call("load", self._storage.load(partition))
-        if not blob:
+        if not await self.load(partition):
             return None
-        self._cache.load_partition(blob)
         found = lookup()
         if found is not None:
             self._counters.storage_hits += 1
