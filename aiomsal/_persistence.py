@@ -115,8 +115,8 @@ class CachePersistence:
         await self._call("delete", self._storage.update(partition, lambda _: None))
 
     async def _read(self, partition: str, lookup: Callable[[], T | None]) -> T | None:
-        if not await self.load(partition):
-            return None
+        """Load the partition, then look the key up (a concurrent read may have loaded it)."""
+        await self.load(partition)
         found = lookup()
         if found is not None:
             self._counters.storage_hits += 1

@@ -1,7 +1,8 @@
 """A worker process for the cross-process coalescing test.
 
 Usage: python -m tests.cross_process_worker AUTHORITY REDIS_URL GO_FILE TASKS KEYS
-Waits until GO_FILE exists (so all workers start together, cold), then runs
+Connects, prints "ready", waits until GO_FILE exists (so all workers start
+together, cold), then runs
 TASKS concurrent acquire_token_for_client calls spread over KEYS scopes, and
 prints a JSON line with its statistics.
 """
@@ -26,6 +27,8 @@ async def main(authority: str, redis_url: str, go_file: str, tasks: int, keys: i
     async with ConfidentialClientApplication(
         CLIENT, client_credential=SECRET, authority=authority, cache_storage=storage
     ) as app:
+        await storage.load("connect")  # connected, with an empty token cache
+        print("ready", flush=True)
         while not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240 - a start line
             await anyio.sleep(0.005)
         tokens: dict[int, set[str]] = {k: set() for k in range(keys)}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.streams.text import TextReceiveStream
 
 from aiomsal import (
     ConfidentialClientApplication,
@@ -144,19 +145,20 @@ def test_four_processes_of_250_cold_tasks_send_one_request_per_key(
                         fake.authority("contoso"), redis_server.url, str(go), "250", "5",
                     ],
                     stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
+                    stderr=None,  # a failing worker's traceback shows in the test report
                 )
                 for _ in range(4)
             ]
-            await anyio.sleep(1.5)  # let every worker import, connect and wait at the line
-            go.write_text("go")
-            outputs = []
+            lines = []
             with anyio.fail_after(60):
-                for worker in workers:
+                for worker in workers:  # every worker imported, connected and waits at the line
                     assert worker.stdout is not None
-                    data = b""
-                    async for chunk in worker.stdout:
-                        data += chunk
+                    lines.append(TextReceiveStream(worker.stdout))
+                    assert (await anext(aiter(lines[-1]))).strip() == "ready"
+                go.write_text("go")
+                outputs = []
+                for worker, stream in zip(workers, lines, strict=True):
+                    data = "".join([chunk async for chunk in stream])
                     assert await worker.wait() == 0
                     outputs.append(json.loads(data))
             return outputs, [r.scope for r in fake.token_requests]
@@ -164,5 +166,6 @@ def test_four_processes_of_250_cold_tasks_send_one_request_per_key(
     outputs, scopes = anyio.run(scenario)
     assert sorted(scopes) == sorted(f"api://resource-{k}/.default" for k in range(5))
     assert sum(int(o["requests_sent"]) for o in outputs) == 5  # type: ignore[call-overload]
+    assert all(o["storage_errors"] == 0 for o in outputs)
     for key in map(str, range(5)):  # every process got the one token of each key
         assert len({t for o in outputs for t in o["tokens"][key]}) == 1  # type: ignore[index]
