@@ -176,6 +176,41 @@ class ClientApplication:
         """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
         return resolved.authority.path.strip("/").split("/", 1)[0]
 
+    async def _acquire_missing(
+        self,
+        key: AccessTokenKey,
+        claims: str | None,
+        lookup: Callable[[], AuthenticationResult | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+        *,
+        fresh: bool,
+    ) -> AuthenticationResult:
+        """A miss: one flight per (key, claims) here, then the storage, then ``fetch``."""
+        self._counters.misses += 1
+        return await self._flights.run(
+            (key, claims), lambda: self._fetch_via_storage(key, lookup, fetch, fresh=fresh)
+        )
+
+    async def _refresh_in_background(
+        self,
+        token: CachedToken,
+        current: Callable[[AccessTokenKey], CachedToken | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+    ) -> None:
+        """Renew a token that is in use, unless it was replaced or removed meanwhile.
+
+        A newer token another process stored is taken from the storage instead.
+        """
+        key = token.entry.key
+        if current(key) is not token:
+            return
+        await self._flights.run(
+            (key, None),
+            lambda: self._fetch_via_storage(
+                key, lambda: self._cached(current(key), replacing=token), fetch, fresh=False
+            ),
+        )
+
     async def _fetch_via_storage(
         self,
         key: AccessTokenKey,

@@ -136,29 +136,20 @@ class ConfidentialClientApplication(UserFlowApplication):
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
                 return self._serve(token, lambda: self._refresh_client_token(token, tenant))
-        self._counters.misses += 1
-        return await self._flights.run(
-            (key, claims),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._app_tokens.get(key)),
-                lambda: self._fetch_client_token(key, normalized, tenant, claims),
-                fresh=claims is not None or force_refresh,
-            ),
+        return await self._acquire_missing(
+            key,
+            claims,
+            lambda: self._cached(self._app_tokens.get(key)),
+            lambda: self._fetch_client_token(key, normalized, tenant, claims),
+            fresh=claims is not None or force_refresh,
         )
 
     async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
-        key = token.entry.key
-        if self._app_tokens.get(key) is not token:
-            return  # already replaced (a forced refresh) or removed
-        await self._flights.run(
-            (key, None),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._app_tokens.get(key), replacing=token),
-                lambda: self._fetch_client_token(key, token.entry.scopes, tenant, None),
-                fresh=False,
-            ),
+        key, scopes = token.entry.key, token.entry.scopes
+        await self._refresh_in_background(
+            token,
+            self._app_tokens.get,
+            lambda: self._fetch_client_token(key, scopes, tenant, None),
         )
 
     async def _fetch_client_token(
@@ -229,15 +220,12 @@ class ConfidentialClientApplication(UserFlowApplication):
                     token, lambda: self._refresh_obo_token(token, user_assertion, prefix, tenant)
                 )
         self._check_open()
-        self._counters.misses += 1
-        return await self._flights.run(
-            (key, claims_challenge),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
-                lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
-                fresh=claims_challenge is not None or force_refresh,
-            ),
+        return await self._acquire_missing(
+            key,
+            claims_challenge,
+            lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
+            lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
+            fresh=claims_challenge is not None or force_refresh,
         )
 
     async def _obo_prefix(self, scopes: Iterable[str], tenant: str | None) -> _OboKey:
@@ -256,16 +244,8 @@ class ConfidentialClientApplication(UserFlowApplication):
         self, token: CachedToken, assertion: str, prefix: _OboKey, tenant: str | None
     ) -> None:
         key = token.entry.key
-        if self._users.get(key) is not token:
-            return
-        await self._flights.run(
-            (key, None),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._users.get(key), replacing=token),
-                lambda: self._fetch_obo(key, assertion, prefix, tenant, None),
-                fresh=False,
-            ),
+        await self._refresh_in_background(
+            token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
         )
 
     async def _fetch_obo(

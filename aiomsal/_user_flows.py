@@ -121,31 +121,20 @@ class UserFlowApplication(ClientApplication):
                     return self._result(loaded, source="cache")
             if self._users.refresh_token(key.partition) is None:
                 return None
-        self._counters.misses += 1
-        return await self._flights.run(
-            (key, claims_challenge),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
-                lambda: self._redeem_refresh_token(key, wanted, tenant, claims_challenge),
-                fresh=claims_challenge is not None or force_refresh,
-            ),
+        return await self._acquire_missing(
+            key,
+            claims_challenge,
+            lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
+            lambda: self._redeem_refresh_token(key, wanted, tenant, claims_challenge),
+            fresh=claims_challenge is not None or force_refresh,
         )
 
     async def _refresh_user_token(
         self, token: CachedToken, wanted: UserScopes, tenant: str | None
     ) -> None:
         key = token.entry.key
-        if self._users.get(key) is not token:
-            return
-        await self._flights.run(
-            (key, None),
-            lambda: self._fetch_via_storage(
-                key,
-                lambda: self._cached(self._users.get(key), replacing=token),
-                lambda: self._redeem_refresh_token(key, wanted, tenant, None),
-                fresh=False,
-            ),
+        await self._refresh_in_background(
+            token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
         )
 
     async def _redeem_refresh_token(
