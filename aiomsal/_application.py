@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import aiohttp
 
@@ -24,6 +24,7 @@ from ._persistence import CachePersistence
 from ._refresh_policy import RefreshPolicy
 from ._refresher import BackgroundRefresher
 from ._result import AuthenticationResult, TokenSource
+from ._scopes import UserScopes, user_scopes
 from ._singleflight import SingleFlight
 from ._statistics import CacheStatistics, Counters
 from ._tasks import TaskRunner
@@ -37,6 +38,15 @@ ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 MEMO_LIMIT = 65_536
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
+
+
+class RequestShape(NamedTuple):
+    """What a user-token call's cache key needs besides the account or assertion."""
+
+    environment: str
+    realm: str
+    wanted: UserScopes
+
 _App = TypeVar("_App", bound="ClientApplication")
 
 
@@ -99,6 +109,8 @@ class ClientApplication:
         self.token_cache = token_cache if token_cache is not None else SerializableTokenCache()
         #: The user token cache (signed-in users and on-behalf-of assertions).
         self._users = self.token_cache._users
+        #: (scopes, tenant) of earlier user-token calls -> their validated shape.
+        self._shapes: dict[tuple[tuple[str, ...], str | None], RequestShape] = {}
         if max_cache_entries is not None:
             self.token_cache._app.set_limit(max_cache_entries)
             self._users.set_limit(max_cache_entries)
@@ -175,6 +187,23 @@ class ClientApplication:
     def _realm(resolved: ResolvedAuthority) -> str:
         """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
         return resolved.authority.path.strip("/").split("/", 1)[0]
+
+    async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
+        """Validate a user-token call's scopes and resolve its authority, once per shape."""
+        try:
+            return self._shapes[(tuple(scopes), tenant)]
+        except (KeyError, TypeError):
+            pass
+        self._check_open()
+        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        authority = self._target_authority(tenant)
+        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        resolved = await self._resolver.resolve(authority)
+        shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
+        if len(self._shapes) >= MEMO_LIMIT:
+            self._shapes.clear()
+        self._shapes[(tuple(requested), tenant)] = shape
+        return shape
 
     async def _acquire_missing(
         self,

@@ -6,11 +6,10 @@ import base64
 import hashlib
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 import aiohttp
 
-from ._application import MEMO_LIMIT
+from ._application import MEMO_LIMIT, RequestShape
 from ._cache._entries import AccessTokenKey
 from ._cache._storage import CacheStorage
 from ._cache._store import CachedToken
@@ -21,7 +20,7 @@ from ._errors import MsalConfigurationError, MsalUiRequiredError
 from ._grants._client_credentials import build_client_credentials_request
 from ._grants._user_grants import build_obo_request
 from ._result import AuthenticationResult
-from ._scopes import UserScopes, client_credentials_scopes, target_key, user_scopes
+from ._scopes import client_credentials_scopes, target_key
 from ._user_flows import UserFlowApplication
 
 __all__ = ["ConfidentialClientApplication"]
@@ -77,7 +76,6 @@ class ConfidentialClientApplication(UserFlowApplication):
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
         self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
-        self._obo_keys: dict[tuple[tuple[str, ...], str | None], _OboKey] = {}
 
     def _cached_tokens(self) -> int:
         return len(self._app_tokens) + len(self._users)
@@ -203,10 +201,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         if not isinstance(user_assertion, str) or not user_assertion:
             raise MsalConfigurationError("user_assertion must be the incoming access token")
         assertion_hash = user_assertion_hash(user_assertion)
-        try:
-            prefix = self._obo_keys[(tuple(scopes), tenant)]
-        except (KeyError, TypeError):
-            prefix = await self._obo_prefix(scopes, tenant)
+        prefix = await self._shape(scopes, tenant)
         wanted = prefix.wanted
         key = AccessTokenKey(
             prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
@@ -228,20 +223,8 @@ class ConfidentialClientApplication(UserFlowApplication):
             fresh=claims_challenge is not None or force_refresh,
         )
 
-    async def _obo_prefix(self, scopes: Iterable[str], tenant: str | None) -> _OboKey:
-        self._check_open()
-        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
-        authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, entra=self._is_entra(authority))
-        resolved = await self._resolver.resolve(authority)
-        prefix = _OboKey(resolved.environment, self._realm(resolved), wanted)
-        if len(self._obo_keys) >= MEMO_LIMIT:
-            self._obo_keys.clear()
-        self._obo_keys[(tuple(requested), tenant)] = prefix
-        return prefix
-
     async def _refresh_obo_token(
-        self, token: CachedToken, assertion: str, prefix: _OboKey, tenant: str | None
+        self, token: CachedToken, assertion: str, prefix: RequestShape, tenant: str | None
     ) -> None:
         key = token.entry.key
         await self._refresh_in_background(
@@ -252,7 +235,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         self,
         key: AccessTokenKey,
         assertion: str,
-        prefix: _OboKey,
+        prefix: RequestShape,
         tenant: str | None,
         claims: str | None,
     ) -> AuthenticationResult:
@@ -284,14 +267,6 @@ class ConfidentialClientApplication(UserFlowApplication):
             ),
             assertion_hash=key.user_assertion_hash,
         )
-
-
-class _OboKey(NamedTuple):
-    """What an on-behalf-of call's cache key needs besides the assertion hash."""
-
-    environment: str
-    realm: str
-    wanted: UserScopes
 
 
 def user_assertion_hash(assertion: str) -> str:

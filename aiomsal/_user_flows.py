@@ -101,9 +101,10 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if account is None:
             return None
-        resolved = await self._resolver.resolve(self._target_authority(tenant))
-        wanted = user_scopes(scopes, entra=self._is_entra(resolved.authority))
-        key = self._user_key(resolved, wanted, account.home_account_id)
+        environment, realm, wanted = await self._shape(scopes, tenant)
+        key = AccessTokenKey(
+            environment, self.client_id, realm, account.home_account_id, "", wanted.target
+        )
         if claims_challenge is None and not force_refresh:
             token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
