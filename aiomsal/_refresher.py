@@ -81,6 +81,8 @@ class BackgroundRefresher:
                 await self._sleep_for(due, delay)
                 continue
             _, _, token, refresh = heapq.heappop(self._heap)
+            if self._runner.closed:
+                return
             self._runner.spawn(self._refresh, token, refresh)
 
     async def _sleep_for(self, due: float, delay: float) -> None:
@@ -97,6 +99,8 @@ class BackgroundRefresher:
             try:
                 await refresh()
             except MsalError as exc:
+                if self._runner.closed:
+                    return  # the application is closing: nothing failed
                 self._counters.refresh_failures += 1
                 _log.warning(
                     "background refresh failed (attempt %d), serving the cached token "

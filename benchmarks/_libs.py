@@ -226,15 +226,12 @@ class AiomsalLibrary(Library):
         """Store on-behalf-of answers for ``scope`` without requests, as a fetch stores them.
 
         The same call the fetch path makes after its request (``_store_user_tokens``,
-        keyed by ``user_assertion_hash`` of the assertion, with the prefix and the
+        keyed by ``user_assertion_hash`` of the assertion, with the request shape and the
         resolved authority that ``acquire_token_on_behalf_of`` uses), so that every
-        bound and index of the cache applies. Needs one on-behalf-of call for ``scope``
-        made normally first.
+        bound and index of the cache applies.
         """
         app = self.app
-        prefix = app._obo_keys.get(((scope,), None))
-        if prefix is None:
-            raise RuntimeError("obo_store() needs one on-behalf-of call for the scope first")
+        prefix = await app._shape((scope,), None)
         resolved = await app._resolver.resolve(app._target_authority(None))
         wanted, clock, store = prefix.wanted, app._clock, app._store_user_tokens
 

@@ -251,7 +251,7 @@ def _obo_goals(scenarios: JSON, add: Callable[[str, str, bool | None, str, str],
 
 
 def _pct(r: float | None) -> str:
-    return "n/a" if r is None else f"{r:.0%}"
+    return "n/a" if r is None else f"{r:.1%}"
 
 
 def fmt_mib(value: float | None) -> str:
