@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 
@@ -22,7 +22,7 @@ from ._errors import MsalConfigurationError, MsalError
 from ._http import HttpRequest
 from ._persistence import CachePersistence
 from ._refresh_policy import RefreshPolicy
-from ._refresher import BackgroundRefresher
+from ._refresher import BackgroundRefresher, Refresh
 from ._result import AuthenticationResult, TokenSource
 from ._scopes import UserScopes, user_scopes
 from ._singleflight import SingleFlight
@@ -308,10 +308,12 @@ class ClientApplication:
             identity=identity,
         )
 
-    def _serve(
-        self, token: CachedToken, refresh: Callable[[], Awaitable[object]]
-    ) -> AuthenticationResult:
-        """A cache hit: the prepared result; the first hit schedules the background refresh."""
+    def _serve(self, token: CachedToken, refresh: Refresh, context: Any) -> AuthenticationResult:
+        """A cache hit: the prepared result; the first hit schedules the background refresh.
+
+        ``refresh(token, context)`` renews the token; it is a method bound once per
+        application, so a hit allocates nothing.
+        """
         self._counters.hits += 1
         token.touched = True
         result = token.result
@@ -319,7 +321,7 @@ class ClientApplication:
             result = token.result = self._result(token, source="cache")
         if not token.used:
             token.used = True
-            self._refresher.schedule(token, refresh)
+            self._refresher.schedule(token, refresh, context)
         return result
 
     @staticmethod

@@ -76,6 +76,9 @@ class ConfidentialClientApplication(UserFlowApplication):
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
         self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
+        # Bound once, so that scheduling a background refresh allocates no closure.
+        self._refresh_client = self._refresh_client_token
+        self._refresh_obo = self._refresh_obo_token
 
     def _cached_tokens(self) -> int:
         return len(self._app_tokens) + len(self._users)
@@ -104,7 +107,7 @@ class ConfidentialClientApplication(UserFlowApplication):
             if claims_challenge is None and not force_refresh:
                 token = self._app_tokens.get(key)
                 if token is not None and token.serve_until > self._clock.time():
-                    return self._serve(token, lambda: self._refresh_client_token(token, tenant))
+                    return self._serve(token, self._refresh_client, tenant)
         return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
 
     async def _acquire_for_client(
@@ -133,7 +136,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
-                return self._serve(token, lambda: self._refresh_client_token(token, tenant))
+                return self._serve(token, self._refresh_client, tenant)
         return await self._acquire_missing(
             key,
             claims,
@@ -143,6 +146,7 @@ class ConfidentialClientApplication(UserFlowApplication):
         )
 
     async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
+        """Renew an application token in the background (``tenant``: the call's override)."""
         key, scopes = token.entry.key, token.entry.scopes
         await self._refresh_in_background(
             token,
@@ -211,9 +215,7 @@ class ConfidentialClientApplication(UserFlowApplication):
             if token is None or token.serve_until <= self._clock.time():
                 token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(
-                    token, lambda: self._refresh_obo_token(token, user_assertion, prefix, tenant)
-                )
+                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
         self._check_open()
         return await self._acquire_missing(
             key,
@@ -224,8 +226,10 @@ class ConfidentialClientApplication(UserFlowApplication):
         )
 
     async def _refresh_obo_token(
-        self, token: CachedToken, assertion: str, prefix: RequestShape, tenant: str | None
+        self, token: CachedToken, context: tuple[str, RequestShape, str | None]
     ) -> None:
+        """Renew an on-behalf-of token in the background (its refresh token first)."""
+        assertion, prefix, tenant = context
         key = token.entry.key
         await self._refresh_in_background(
             token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)

@@ -7,6 +7,7 @@ import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -20,7 +21,9 @@ __all__ = ["BackgroundRefresher"]
 
 _log = logging.getLogger("aiomsal")
 
-Refresh = Callable[[], Awaitable[object]]
+#: Renews a token: ``refresh(token, context)``; one bound method per application, so that
+#: scheduling a token allocates no closure.
+Refresh = Callable[[CachedToken, Any], Awaitable[object]]
 
 
 class BackgroundRefresher:
@@ -48,7 +51,7 @@ class BackgroundRefresher:
         self._counters = counters
         self._first_retry = first_retry
         self._max_retry = max_retry
-        self._heap: list[tuple[float, int, CachedToken, Refresh]] = []
+        self._heap: list[tuple[float, int, CachedToken, Refresh, Any]] = []
         self._order = itertools.count()
         self._running = False
         self._wake = anyio.Event()
@@ -58,9 +61,9 @@ class BackgroundRefresher:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def schedule(self, token: CachedToken, refresh: Refresh) -> None:
-        """Refresh ``token`` at its refresh time by calling ``refresh()``."""
-        heapq.heappush(self._heap, (token.refresh_at, next(self._order), token, refresh))
+    def schedule(self, token: CachedToken, refresh: Refresh, context: Any = None) -> None:
+        """Refresh ``token`` at its refresh time by calling ``refresh(token, context)``."""
+        heapq.heappush(self._heap, (token.refresh_at, next(self._order), token, refresh, context))
         if not self._running:
             self._running = True
             self._runner.spawn(self._run)
@@ -80,10 +83,10 @@ class BackgroundRefresher:
             if delay > 0:
                 await self._sleep_for(due, delay)
                 continue
-            _, _, token, refresh = heapq.heappop(self._heap)
+            _, _, token, refresh, context = heapq.heappop(self._heap)
             if self._runner.closed:
                 return
-            self._runner.spawn(self._refresh, token, refresh)
+            self._runner.spawn(self._refresh, token, refresh, context)
 
     async def _sleep_for(self, due: float, delay: float) -> None:
         with anyio.CancelScope() as scope:
@@ -93,11 +96,11 @@ class BackgroundRefresher:
             finally:
                 self._sleep, self._sleep_until = None, float("inf")
 
-    async def _refresh(self, token: CachedToken, refresh: Refresh) -> None:
+    async def _refresh(self, token: CachedToken, refresh: Refresh, context: Any) -> None:
         attempt = 0
         while True:
             try:
-                await refresh()
+                await refresh(token, context)
             except MsalError as exc:
                 if self._runner.closed:
                     return  # the application is closing: nothing failed

@@ -108,7 +108,7 @@ class UserFlowApplication(ClientApplication):
         if claims_challenge is None and not force_refresh:
             token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, lambda: self._refresh_user_token(token, wanted, tenant))
+                return self._serve(token, self._refresh_user_token, (wanted, tenant))
         if self._users.refresh_token(key.partition) is None:
             # Another process of this application may have signed the account in.
             if self._persistence is None or not await self._persistence.load(
@@ -131,8 +131,10 @@ class UserFlowApplication(ClientApplication):
         )
 
     async def _refresh_user_token(
-        self, token: CachedToken, wanted: UserScopes, tenant: str | None
+        self, token: CachedToken, context: tuple[UserScopes, str | None]
     ) -> None:
+        """Renew a signed-in user's token in the background with the refresh token."""
+        wanted, tenant = context
         key = token.entry.key
         await self._refresh_in_background(
             token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
