@@ -298,7 +298,12 @@ class ClientApplication:
             token_type=response.token_type,
             cached_at=cached_at,
             expires_on=expires_on,
-            extended_expires_on=cached_at + (response.ext_expires_in or response.expires_in),
+            # The same int object when equal (the usual case): one less number per token.
+            extended_expires_on=(
+                expires_on
+                if not response.ext_expires_in or response.ext_expires_in == response.expires_in
+                else cached_at + response.ext_expires_in
+            ),
             refresh_on=int(refresh_at),
         )
         return CachedToken(

@@ -8,6 +8,7 @@ every later call for that user starts from the cache.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -480,7 +481,9 @@ class UserFlowApplication(ClientApplication):
         account = account_from(
             home, resolved.environment, claims=claims, client_info=client_info, authority_kind=kind
         )
-        tenant_id = (claims or {}).get("tid") or account.realm or None
+        tid = (claims or {}).get("tid") or account.realm
+        # Interned: the users of one tenant share one string instead of one each.
+        tenant_id = sys.intern(tid) if isinstance(tid, str) and tid else None
         keep_id_token = not assertion_hash
         identity = Identity(
             home_account_id=home,
