@@ -91,7 +91,12 @@ class CachePersistence:
             return result
         finally:
             if token is not None and self._lock is not None:
-                await self._call("unlock", self._lock.unlock(_lock_name(partition, key), token))
+                # Even when cancelled (the application closing): release it now rather
+                # than make other processes wait for it to expire. Bounded by the timeout.
+                with anyio.CancelScope(shield=True):
+                    await self._call(
+                        "unlock", self._lock.unlock(_lock_name(partition, key), token)
+                    )
 
     async def load(self, partition: str) -> bool:
         """Read a partition into the cache; whether it held anything."""
