@@ -276,6 +276,8 @@ class ClientApplication:
         """Send a token request and parse the answer (raising the typed error it carries)."""
         self._counters.requests_sent += 1
         response = await self._transport.send(request)
+        if response.replayed:  # answered from the throttling memory: nothing was sent
+            self._counters.requests_sent -= 1
         return parse_token_response(response, self._clock.time())
 
     def _new_token(

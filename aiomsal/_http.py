@@ -43,6 +43,8 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes = field(repr=False)
+    #: True for a throttled answer replayed from memory: no request was sent.
+    replayed: bool = False
 
     def json(self) -> Any:
         """Decode the body as JSON (raises ``ValueError`` when it is not)."""

@@ -17,7 +17,8 @@ class CacheStatistics:
     misses: int
     #: Of the misses, those that joined a request another caller had started.
     coalesced: int
-    #: Token requests sent to the authority (throttled replays not included).
+    #: Token requests sent to the authority (failed ones included; throttled repeats,
+    #: answered from memory without a request, not).
     requests_sent: int
     #: Tokens refreshed in the background before they expired.
     background_refreshes: int

@@ -126,7 +126,9 @@ class ThrottleMemory:
             return None
         headers = dict(entry.response.headers)
         headers["retry-after"] = str(max(1, math.ceil(remaining)))
-        return HttpResponse(status=entry.response.status, headers=headers, body=entry.response.body)
+        return HttpResponse(
+            status=entry.response.status, headers=headers, body=entry.response.body, replayed=True
+        )
 
     def record(self, request: HttpRequest, response: HttpResponse, now: float) -> None:
         """Take note of the answer to ``request``: remember it if it throttles, else forget."""

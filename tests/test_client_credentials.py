@@ -214,6 +214,7 @@ async def test_throttling_is_remembered_until_retry_after_passes(
                 await app.acquire_token_for_client(GRAPH)
             assert 0 < again.value.retry_after <= retry_after / 2
             assert token_requests(fake) == 1  # answered from memory
+            assert app.statistics().requests_sent == 1
             await clock.advance(retry_after)
             result = await app.acquire_token_for_client(GRAPH)
         assert result.token_source == "identity_provider"
