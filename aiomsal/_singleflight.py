@@ -45,9 +45,6 @@ class SingleFlight(Generic[K, T]):
     def __len__(self) -> int:
         return len(self._flights)
 
-    def in_flight(self, key: K) -> bool:
-        return key in self._flights
-
     async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()`` for ``key``, or the flight already running for it."""
         flight = self._flights.get(key)
