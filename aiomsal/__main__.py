@@ -1,5 +1,5 @@
 """``python -m aiomsal``: the demo and the token command (see ``--help``)."""
 
-from ._cli import main
+from ._cli._commands import main
 
 raise SystemExit(main())

@@ -48,11 +48,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiomsal import ConfidentialClientApplication
-from aiomsal._application import MEMO_LIMIT
-from aiomsal._confidential import user_assertion_hash
-from aiomsal._http import HttpRequest, HttpResponse
-from aiomsal._scopes import target_key
-from aiomsal._token_response import TokenResponse
+from aiomsal._apps._application import MEMO_LIMIT
+from aiomsal._apps._confidential import user_assertion_hash
+from aiomsal._protocol._http import HttpRequest, HttpResponse
+from aiomsal._protocol._scopes import target_key
+from aiomsal._protocol._token_response import TokenResponse
 
 from ._fake import CLIENT_ID, CLIENT_SECRET, TENANT, FakeEndpoint
 

@@ -7,20 +7,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from aiomsal._auth_code import (
-    AuthCodeFlow,
-    build_authorization_url,
-    code_from_auth_response,
-    initiate_auth_code_flow,
-)
 from aiomsal._errors import (
     MsalConfigurationError,
     MsalServiceError,
     MsalSignInError,
     MsalUiRequiredError,
 )
-from aiomsal._identity import check_id_token
-from aiomsal._pkce import nonce_claim, s256_challenge
+from aiomsal._protocol._auth_code import (
+    AuthCodeFlow,
+    build_authorization_url,
+    code_from_auth_response,
+    initiate_auth_code_flow,
+)
+from aiomsal._protocol._identity import check_id_token
+from aiomsal._protocol._pkce import nonce_claim, s256_challenge
 
 ENDPOINT = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
 REDIRECT = "http://localhost:8400"

@@ -6,22 +6,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from aiomsal._authority import (
+from aiomsal._errors import MsalConfigurationError, MsalServiceError
+from aiomsal._protocol._authority import (
     DEFAULT_AUTHORITY,
-    KNOWN_AUTHORITY_HOSTS,
     Authority,
     AuthorityMetadata,
-    InstanceMetadata,
-    build_instance_discovery_request,
     build_metadata_request,
-    known_aliases,
-    known_instance_metadata,
     parse_authority,
-    parse_instance_discovery_response,
     parse_metadata_response,
 )
-from aiomsal._errors import MsalConfigurationError, MsalServiceError
-from aiomsal._http import HttpResponse
+from aiomsal._protocol._http import HttpResponse
+from aiomsal._protocol._instance_discovery import (
+    KNOWN_AUTHORITY_HOSTS,
+    InstanceMetadata,
+    build_instance_discovery_request,
+    known_aliases,
+    known_instance_metadata,
+    parse_instance_discovery_response,
+)
 
 GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 

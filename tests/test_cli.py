@@ -15,8 +15,8 @@ import anyio.to_thread
 import jwt
 import pytest
 
-from aiomsal._cli import main
-from aiomsal._demo import _Progress
+from aiomsal._cli._commands import main
+from aiomsal._cli._demo import _Progress
 from aiomsal.testing import FakeAuthority, generate_certificate
 from tests.helpers import SECRET
 

@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from aiomsal._client_assertion import CACHE_SIZE, JWT_BEARER
-from aiomsal._credentials import (
+from aiomsal._errors import MsalConfigurationError
+from aiomsal._protocol._client_assertion import CACHE_SIZE, JWT_BEARER
+from aiomsal._protocol._credentials import (
     ClientAssertion,
     ClientCertificate,
     ClientCredential,
@@ -24,7 +25,6 @@ from aiomsal._credentials import (
     _FormCredential,
     credential_from_msal,
 )
-from aiomsal._errors import MsalConfigurationError
 from aiomsal.testing._certificates import TestCertificate, generate_certificate
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"

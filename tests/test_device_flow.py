@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from aiomsal._device_flow import (
+from aiomsal._errors import (
+    MsalConfigurationError,
+    MsalServiceError,
+    MsalThrottledError,
+    MsalUiRequiredError,
+)
+from aiomsal._protocol._device_flow import (
     DEVICE_CODE_GRANT,
     DeviceFlow,
     build_device_code_request,
@@ -14,13 +20,7 @@ from aiomsal._device_flow import (
     next_interval,
     parse_device_code_response,
 )
-from aiomsal._errors import (
-    MsalConfigurationError,
-    MsalServiceError,
-    MsalThrottledError,
-    MsalUiRequiredError,
-)
-from aiomsal._http import HttpResponse
+from aiomsal._protocol._http import HttpResponse
 
 NOW = 1_700_000_000.0
 SCOPES = ("User.Read",)

@@ -20,7 +20,7 @@ import pytest
 import aiomsal
 from aiomsal._cache._storage import CacheStorage, DistributedLock
 from aiomsal._errors import MsalConfigurationError, MsalError
-from aiomsal._file_storage import FileCacheStorage
+from aiomsal._storage._file_storage import FileCacheStorage
 
 KEY = bytes(range(32))
 KEY_TEXT = base64.urlsafe_b64encode(KEY).decode()
@@ -526,7 +526,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, time
     import anyio
-    from aiomsal._file_storage import FileCacheStorage
+    from aiomsal._storage._file_storage import FileCacheStorage
 
     path, ident, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aiomsal._errors import MsalServiceError, MsalSignInError
-from aiomsal._identity import (
+from aiomsal._protocol._identity import (
     ClientInfo,
     account_from,
     check_id_token,
@@ -15,7 +15,7 @@ from aiomsal._identity import (
     home_account_id_for,
     parse_client_info,
 )
-from aiomsal._pkce import nonce_claim
+from aiomsal._protocol._pkce import nonce_claim
 
 NOW = 1_700_000_000.0
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"

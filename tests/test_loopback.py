@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from aiomsal._errors import MsalConfigurationError, MsalError
-from aiomsal._loopback import LoopbackRedirectListener
+from aiomsal._transport._loopback import LoopbackRedirectListener
 
 pytestmark = pytest.mark.anyio
 

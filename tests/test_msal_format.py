@@ -25,8 +25,8 @@ from aiomsal._cache._entries import (
 from aiomsal._cache._msal_format import cached_token
 from aiomsal._cache._partitions import app_partition, user_partition
 from aiomsal._cache._store import CachedToken, TokenStore
+from aiomsal._protocol._scopes import UserScopes, target_key
 from aiomsal._result import Account
-from aiomsal._scopes import UserScopes, target_key
 from aiomsal.testing import FakeAuthority
 from tests.helpers import SECRET
 

@@ -3,7 +3,14 @@ from __future__ import annotations
 import hashlib
 import string
 
-from aiomsal._pkce import Pkce, new_nonce, new_pkce, new_state, nonce_claim, s256_challenge
+from aiomsal._protocol._pkce import (
+    Pkce,
+    new_nonce,
+    new_pkce,
+    new_state,
+    nonce_claim,
+    s256_challenge,
+)
 
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
 

@@ -13,7 +13,7 @@ import redis.asyncio
 
 from aiomsal._cache._storage import CacheStorage, DistributedLock
 from aiomsal._errors import MsalConfigurationError, MsalTransportError
-from aiomsal._redis_storage import RedisCacheStorage
+from aiomsal._storage._redis_storage import RedisCacheStorage
 from tests.conftest import require_redis_server
 from tests.redis_server import RedisServer, redis_server
 

@@ -6,8 +6,8 @@ import email.utils
 
 import pytest
 
-from aiomsal._http import HttpRequest, HttpResponse
-from aiomsal._throttling import ThrottleMemory, parse_retry_after
+from aiomsal._protocol._http import HttpRequest, HttpResponse
+from aiomsal._protocol._throttling import ThrottleMemory, parse_retry_after
 
 NOW = 1_800_000_000.0
 TOKEN_URL = "https://login.example.test/tenant/oauth2/v2.0/token"

@@ -21,10 +21,10 @@ import anyio.lowlevel
 import pytest
 from aiohttp import web
 
-from aiomsal._aiohttp_transport import AiohttpTransport
 from aiomsal._errors import MsalConfigurationError, MsalTransportError
-from aiomsal._http import HttpRequest
-from aiomsal._throttling import ThrottleMemory
+from aiomsal._protocol._http import HttpRequest
+from aiomsal._protocol._throttling import ThrottleMemory
+from aiomsal._transport._aiohttp_transport import AiohttpTransport
 from aiomsal.testing._certificates import generate_certificate
 from aiomsal.testing._virtual_clock import VirtualClock
 

@@ -25,7 +25,7 @@ class AccessTokenKey(NamedTuple):
     """What identifies an access token: whose, from where, for whom, for what.
 
     ``environment`` is the canonical alias of the authority host; ``target``
-    is the normalized scope set (see :func:`aiomsal._scopes.target_key`).
+    is the normalized scope set (see :func:`aiomsal._protocol._scopes.target_key`).
     App-only tokens have an empty ``home_account_id``; on-behalf-of tokens
     carry the hash of the incoming assertion.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .._instance_discovery import known_instance_metadata
+from .._protocol._instance_discovery import known_instance_metadata
 
 __all__ = ["canonical_environment"]
 

@@ -12,35 +12,44 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from .._errors import MsalConfigurationError
 
-if TYPE_CHECKING:
-    from ._store import CachedToken
+__all__ = ["Evictable", "EvictionRing"]
 
-__all__ = ["EvictionRing"]
+
+class Evictable(Protocol):
+    """What the ring needs of a stored token: when it stops being served, and a use flag."""
+
+    @property
+    def serve_until(self) -> float: ...
+
+    touched: bool
+
+
+_T = TypeVar("_T", bound=Evictable)
 
 #: Tokens examined per insertion when the store is within its limit (the expiry sweep).
 _SWEEP = 2
 
 
-class EvictionRing:
+class EvictionRing(Generic[_T]):
     __slots__ = ("_ring", "limit")
 
     def __init__(self, limit: int | None = None) -> None:
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise MsalConfigurationError("max_cache_entries must be a positive integer or None")
         self.limit = limit
-        self._ring: deque[CachedToken] = deque()
+        self._ring: deque[_T] = deque()
 
     def admit(
         self,
-        token: CachedToken,
+        token: _T,
         *,
         size: Callable[[], int],
-        is_current: Callable[[CachedToken], bool],
-        drop: Callable[[CachedToken, bool], None],
+        is_current: Callable[[_T], bool],
+        drop: Callable[[_T, bool], None],
         now: float,
     ) -> int:
         """Track a newly stored token; evict and sweep as needed. Return how many were dropped.

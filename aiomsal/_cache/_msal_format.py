@@ -20,10 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 from .._errors import MsalServiceError
-from .._identity import decode_id_token
-from .._refresh_policy import RefreshPolicy
+from .._protocol._identity import decode_id_token
+from .._protocol._refresh_policy import RefreshPolicy
+from .._protocol._scopes import RESERVED_SCOPES, UserScopes, target_key
 from .._result import Account
-from .._scopes import RESERVED_SCOPES, UserScopes, target_key
 from ._entries import AccessTokenEntry, AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._environment import canonical_environment
 from ._store import CachedToken

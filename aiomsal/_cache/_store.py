@@ -51,7 +51,7 @@ class TokenStore:
 
     def __init__(self, max_entries: int | None = None) -> None:
         self._access: dict[AccessTokenKey, CachedToken] = {}
-        self._ring = EvictionRing(max_entries)
+        self._ring: EvictionRing[CachedToken] = EvictionRing(max_entries)
         #: The keys of each (client, environment, realm): one storage partition each.
         self._tenants: dict[tuple[str, str, str], dict[AccessTokenKey, None]] = {}
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.

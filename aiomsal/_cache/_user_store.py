@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from .._protocol._scopes import canonical_scope
 from .._result import Account
-from .._scopes import canonical_scope
 from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._eviction import EvictionRing
 from ._store import CachedToken
@@ -23,7 +23,7 @@ class UserTokenStore:
     __slots__ = ("_access", "_accounts", "_partitions", "_refresh", "_ring", "version")
 
     def __init__(self, max_entries: int | None = None) -> None:
-        self._ring = EvictionRing(max_entries)
+        self._ring: EvictionRing[CachedToken] = EvictionRing(max_entries)
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.
         self.version = 0
         self._access: dict[AccessTokenKey, CachedToken] = {}

@@ -23,11 +23,12 @@ from aiohttp import web
 from cryptography import x509
 from yarl import URL
 
-from .._clock import Clock, SystemClock
+from .._concurrency._clock import Clock, SystemClock
 from ._certificates import TestCertificate, generate_certificate
 from ._fake_authorize import handle_authorize
-from ._fake_grants import GrantError, RegisteredClient, TokenRequest, handle_token_request
+from ._fake_grants import RegisteredClient, TokenRequest, handle_token_request
 from ._fake_tokens import (
+    GrantError,
     entra_error_body,
     html_error_page,
     instance_discovery,

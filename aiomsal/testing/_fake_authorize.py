@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
-from ._fake_grants import GrantError, RegisteredClient
-from ._fake_tokens import entra_error_body
+from ._fake_grants import RegisteredClient
+from ._fake_tokens import GrantError, entra_error_body
 from ._fake_user_grants import interaction_error
 from ._fake_user_tokens import client_info, parse_user_scopes
 from ._fake_users import AuthorizationCode, FakeUser, UserDirectory

@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._fake_grants import GrantError
+from ._fake_tokens import GrantError
 
 __all__ = ["DeviceAuthorization", "DeviceCodeStore"]
 

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ._fake_tokens import TokenSigner, b64url, new_uti
+from ._fake_tokens import GrantError, TokenSigner, b64url, new_uti
 
 if TYPE_CHECKING:
     from ._fake_users import UserDirectory
@@ -32,7 +32,6 @@ __all__ = [
     "CLOCK_SKEW",
     "GRANT_HANDLERS",
     "AuthenticatedClient",
-    "GrantError",
     "GrantHandler",
     "RegisteredClient",
     "TokenRequest",
@@ -47,29 +46,6 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Seconds of clock skew tolerated when checking client assertion times.
 CLOCK_SKEW = 300.0
 _ASSERTION_ALGORITHMS = ("RS256", "PS256")
-
-
-class GrantError(Exception):
-    """An error answer of the token endpoint: HTTP status, OAuth error, AADSTS code.
-
-    ``extra`` holds further members of the JSON body, such as ``suberror`` and ``claims``.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        code: int,
-        message: str,
-        *,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.error = error
-        self.code = code
-        self.message = message
-        self.extra: Mapping[str, str] = dict(extra or {})
-        super().__init__(f"{status} {error} AADSTS{code}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

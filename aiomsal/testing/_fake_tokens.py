@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ._certificates import TestCertificate, generate_certificate
 
 __all__ = [
+    "GrantError",
     "TokenSigner",
     "b64url",
     "entra_error_body",
@@ -255,3 +256,26 @@ def html_error_page(status: int) -> str:
 def retry_after_value(seconds: float) -> str:
     """Format a ``Retry-After`` header: whole seconds as an integer."""
     return str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
+
+
+class GrantError(Exception):
+    """An error answer of the token endpoint: HTTP status, OAuth error, AADSTS code.
+
+    ``extra`` holds further members of the JSON body, such as ``suberror`` and ``claims``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        code: int,
+        message: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.error = error
+        self.code = code
+        self.message = message
+        self.extra: Mapping[str, str] = dict(extra or {})
+        super().__init__(f"{status} {error} AADSTS{code}: {message}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._clock import Clock
+from .._concurrency._clock import Clock
 from ._fake_users import FakeUser, Interaction, UserDirectory, default_interaction_code
 
 __all__ = ["DEFAULT_USER_TENANT", "UserFlows"]

@@ -20,13 +20,12 @@ from typing import Any
 import jwt
 
 from ._fake_grants import (
-    GrantError,
     RegisteredClient,
     TokenRequest,
     authenticate_client,
     grant_handler,
 )
-from ._fake_tokens import b64url
+from ._fake_tokens import GrantError, b64url
 from ._fake_user_tokens import issue_user_tokens, parse_user_scopes
 from ._fake_users import AuthorizationCode, FakeUser, UserDirectory, tenant_guid
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._fake_grants import AuthenticatedClient, GrantError, TokenRequest
-from ._fake_tokens import b64url, new_uti
+from ._fake_grants import AuthenticatedClient, TokenRequest
+from ._fake_tokens import GrantError, b64url, new_uti
 from ._fake_users import FakeUser
 
 __all__ = [

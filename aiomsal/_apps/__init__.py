@@ -1,0 +1,1 @@
+"""The application layer: the shared base, the user flows, and the two application classes."""

@@ -1,0 +1,354 @@
+"""What both application classes share: configuration, transport, cache, tasks."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, NamedTuple, TypeVar
+
+import aiohttp
+
+from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from .._cache._partitions import partition_of
+from .._cache._storage import CacheStorage
+from .._cache._store import CachedToken
+from .._cache._token_cache import SerializableTokenCache
+from .._concurrency._clock import Clock, SystemClock
+from .._concurrency._refresher import BackgroundRefresher, Refresh
+from .._concurrency._singleflight import SingleFlight
+from .._concurrency._tasks import TaskRunner
+from .._errors import MsalConfigurationError, MsalError
+from .._protocol._authority import Authority, parse_authority
+from .._protocol._http import HttpRequest
+from .._protocol._refresh_policy import RefreshPolicy
+from .._protocol._scopes import UserScopes, user_scopes
+from .._protocol._token_response import TokenResponse, parse_token_response
+from .._result import AuthenticationResult, TokenSource
+from .._statistics import CacheStatistics, Counters
+from .._storage._persistence import CachePersistence
+from .._transport._aiohttp_transport import AiohttpTransport
+from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
+
+__all__ = ["ClientApplication"]
+
+#: Authority kinds that follow Entra ID's scope rules.
+ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
+#: Bound on the memo from a call's (scopes, tenant) to its cache key.
+MEMO_LIMIT = 65_536
+
+FlightKey = tuple[AccessTokenKey, "str | None"]
+
+
+class RequestShape(NamedTuple):
+    """What a user-token call's cache key needs besides the account or assertion."""
+
+    environment: str
+    realm: str
+    wanted: UserScopes
+
+_App = TypeVar("_App", bound="ClientApplication")
+
+
+class ClientApplication:
+    """The base of :class:`PublicClientApplication` and :class:`ConfidentialClientApplication`.
+
+    Construction validates everything and does no I/O: the authority's
+    metadata is fetched on first use. Use the application as an async context
+    manager (or call :meth:`aclose`) so that its connections and background
+    tasks end with it.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        authority: str | None = None,
+        oidc_authority: str | None = None,
+        instance_discovery: bool = True,
+        http_session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        clock: Clock | None = None,
+        expiry_margin: float = 300.0,
+        refresh_fraction: float = 0.75,
+        client_capabilities: Sequence[str] = (),
+        token_cache: SerializableTokenCache | None = None,
+        cache_storage: CacheStorage | None = None,
+        max_cache_entries: int | None = None,
+    ) -> None:
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise MsalConfigurationError("client_id must be a non-empty string")
+        if timeout <= 0:
+            raise MsalConfigurationError("timeout must be a positive number of seconds")
+        if isinstance(client_capabilities, str) or not all(
+            isinstance(c, str) and c for c in client_capabilities
+        ):
+            raise MsalConfigurationError("client_capabilities must be a list such as ['cp1']")
+        self.client_id = client_id
+        self.client_capabilities = tuple(client_capabilities)
+        self.authority: Authority = parse_authority(authority, oidc_authority=oidc_authority)
+        if verify is False and not self.authority.is_loopback:
+            raise MsalConfigurationError(
+                "verify=False is only allowed for loopback authorities (local test servers)"
+            )
+        self._clock: Clock = clock or SystemClock()
+        self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
+        self._counters = Counters()
+        self._runner = TaskRunner()
+        self._transport = AiohttpTransport(
+            clock=self._clock, session=http_session, timeout=timeout, verify=verify
+        )
+        self._resolver = AuthorityResolver(
+            self._transport, self._runner, instance_discovery=instance_discovery
+        )
+        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
+        if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
+            raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
+        self.token_cache = token_cache if token_cache is not None else SerializableTokenCache()
+        #: The user token cache (signed-in users and on-behalf-of assertions).
+        self._users = self.token_cache._users
+        #: (scopes, tenant) of earlier user-token calls -> their validated shape.
+        self._shapes: dict[tuple[tuple[str, ...], str | None], RequestShape] = {}
+        if max_cache_entries is not None:
+            self.token_cache._app.set_limit(max_cache_entries)
+            self._users.set_limit(max_cache_entries)
+        if cache_storage is not None and not isinstance(cache_storage, CacheStorage):
+            raise MsalConfigurationError(
+                "cache_storage must implement load(), update() and aclose() "
+                "(FileCacheStorage, RedisCacheStorage)"
+            )
+        self._storage = cache_storage
+        self._persistence = (
+            None
+            if cache_storage is None
+            else CachePersistence(cache_storage, self.token_cache, self._clock, self._counters)
+        )
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(client_id={self.client_id!r}, authority={self.authority.url!r})"
+
+    async def __aenter__(self: _App) -> _App:
+        if self._runner.closed:
+            raise MsalError("the application is closed")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel background refreshes and pending requests, and close connections."""
+        closed = MsalError("the application was closed")
+        await self._runner.aclose()
+        self._flights.abort(closed)
+        self._resolver.abort(closed)
+        await self._transport.aclose()
+        if self._storage is not None:
+            await self._storage.aclose()
+
+    def statistics(self) -> CacheStatistics:
+        """The application's counters: hits, misses, requests sent, refreshes."""
+        c = self._counters
+        return CacheStatistics(
+            hits=c.hits,
+            misses=c.misses,
+            coalesced=self._flights.coalesced,
+            requests_sent=c.requests_sent,
+            background_refreshes=c.background_refreshes,
+            refresh_failures=c.refresh_failures,
+            cached_tokens=self._cached_tokens(),
+            storage_hits=c.storage_hits,
+            storage_errors=c.storage_errors,
+        )
+
+    def _cached_tokens(self) -> int:
+        return len(self._users)
+
+    # -- shared plumbing for the acquisition flows --------------------------------------
+
+    def _check_open(self) -> None:
+        if self._runner.closed:
+            raise MsalError("the application is closed")
+
+    def _target_authority(self, tenant: str | None) -> Authority:
+        return self.authority if tenant is None else self.authority.with_tenant(tenant)
+
+    def _is_entra(self, authority: Authority) -> bool:
+        return authority.kind in ENTRA_KINDS
+
+    @staticmethod
+    def _realm(resolved: ResolvedAuthority) -> str:
+        """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
+        return resolved.authority.path.strip("/").split("/", 1)[0]
+
+    async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
+        """Validate a user-token call's scopes and resolve its authority, once per shape."""
+        try:
+            return self._shapes[(tuple(scopes), tenant)]
+        except (KeyError, TypeError):
+            pass
+        self._check_open()
+        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        authority = self._target_authority(tenant)
+        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        resolved = await self._resolver.resolve(authority)
+        shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
+        if len(self._shapes) >= MEMO_LIMIT:
+            self._shapes.clear()
+        self._shapes[(tuple(requested), tenant)] = shape
+        return shape
+
+    async def _acquire_missing(
+        self,
+        key: AccessTokenKey,
+        claims: str | None,
+        lookup: Callable[[], AuthenticationResult | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+        *,
+        fresh: bool,
+    ) -> AuthenticationResult:
+        """A miss: one flight per (key, claims) here, then the storage, then ``fetch``."""
+        self._counters.misses += 1
+        return await self._flights.run(
+            (key, claims), lambda: self._fetch_via_storage(key, lookup, fetch, fresh=fresh)
+        )
+
+    async def _refresh_in_background(
+        self,
+        token: CachedToken,
+        current: Callable[[AccessTokenKey], CachedToken | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+    ) -> None:
+        """Renew a token that is in use, unless it was replaced or removed meanwhile.
+
+        A newer token another process stored is taken from the storage instead.
+        """
+        key = token.entry.key
+        if current(key) is not token:
+            return
+        await self._flights.run(
+            (key, None),
+            lambda: self._fetch_via_storage(
+                key, lambda: self._cached(current(key), replacing=token), fetch, fresh=False
+            ),
+        )
+
+    async def _fetch_via_storage(
+        self,
+        key: AccessTokenKey,
+        lookup: Callable[[], AuthenticationResult | None],
+        fetch: Callable[[], Awaitable[AuthenticationResult]],
+        *,
+        fresh: bool,
+    ) -> AuthenticationResult:
+        """Inside a flight: the storage first (and its cross-process lock), then ``fetch``."""
+        if self._persistence is None:
+            return await fetch()
+        return await self._persistence.fetch_through(key, lookup, fetch, fresh=fresh)
+
+    async def _write_through(self, key: AccessTokenKey) -> None:
+        """Save the partition of ``key`` to the storage (after a sign-in)."""
+        if self._persistence is not None:
+            await self._persistence.save(partition_of(key))
+
+    def _cached(
+        self, token: CachedToken | None, *, replacing: CachedToken | None = None
+    ) -> AuthenticationResult | None:
+        """The result of a token that may be served (and, with ``replacing``, is newer)."""
+        if token is None or token.serve_until <= self._clock.time():
+            return None
+        if replacing is not None and (token is replacing or token.refresh_at <= self._clock.time()):
+            return None
+        return self._result(token, source="cache")
+
+    async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        """The fields that authenticate this client to the token endpoint (none for public ones)."""
+        return {}
+
+    async def _send_token_request(self, request: HttpRequest) -> TokenResponse:
+        """Send a token request and parse the answer (raising the typed error it carries)."""
+        self._counters.requests_sent += 1
+        response = await self._transport.send(request)
+        if response.replayed:  # answered from the throttling memory: nothing was sent
+            self._counters.requests_sent -= 1
+        return parse_token_response(response, self._clock.time())
+
+    def _new_token(
+        self,
+        key: AccessTokenKey,
+        response: TokenResponse,
+        *,
+        requested_at: float,
+        scopes: tuple[str, ...],
+        identity: Identity | None = None,
+    ) -> CachedToken:
+        """A cache record for a fresh token, with its serving and refresh times."""
+        cached_at = int(requested_at)
+        expires_on = cached_at + response.expires_in
+        refresh_at = self._policy.refresh_at(cached_at, expires_on, response.refresh_in)
+        entry = AccessTokenEntry(
+            key=key,
+            secret=response.access_token,
+            scopes=scopes,
+            token_type=response.token_type,
+            cached_at=cached_at,
+            expires_on=expires_on,
+            # The same int object when equal (the usual case): one less number per token.
+            extended_expires_on=(
+                expires_on
+                if not response.ext_expires_in or response.ext_expires_in == response.expires_in
+                else cached_at + response.ext_expires_in
+            ),
+            refresh_on=int(refresh_at),
+        )
+        return CachedToken(
+            entry,
+            serve_until=self._policy.serve_until(cached_at, expires_on),
+            refresh_at=refresh_at,
+            identity=identity,
+        )
+
+    def _serve(self, token: CachedToken, refresh: Refresh, context: Any) -> AuthenticationResult:
+        """A cache hit: the prepared result; the first hit schedules the background refresh.
+
+        ``refresh(token, context)`` renews the token; it is a method bound once per
+        application, so a hit allocates nothing.
+        """
+        self._counters.hits += 1
+        token.touched = True
+        result = token.result
+        if result is None:
+            result = token.result = self._result(token, source="cache")
+        if not token.used:
+            token.used = True
+            self._refresher.schedule(token, refresh, context)
+        return result
+
+    @staticmethod
+    def _result(
+        token: CachedToken,
+        *,
+        source: TokenSource,
+        correlation_id: str | None = None,
+    ) -> AuthenticationResult:
+        entry, identity = token.entry, token.identity
+        return AuthenticationResult(
+            access_token=entry.secret,
+            token_type=entry.token_type,
+            expires_on=entry.expires_on,
+            refresh_on=entry.refresh_on,
+            scopes=entry.scopes,
+            tenant_id=identity.tenant_id if identity else entry.key.realm or None,
+            token_source=source,
+            id_token=identity.id_token if identity else None,
+            id_token_claims=identity.id_token_claims if identity else None,
+            account=identity.account if identity else None,
+            correlation_id=correlation_id,
+        )

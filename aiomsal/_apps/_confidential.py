@@ -1,0 +1,279 @@
+"""ConfidentialClientApplication: an application that can prove its own identity."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ssl
+from collections.abc import Iterable, Sequence
+
+import aiohttp
+
+from .._cache._entries import AccessTokenKey
+from .._cache._storage import CacheStorage
+from .._cache._store import CachedToken
+from .._cache._token_cache import SerializableTokenCache
+from .._concurrency._clock import Clock
+from .._errors import MsalConfigurationError, MsalUiRequiredError
+from .._protocol._credentials import ClientCredential, credential_from_msal
+from .._protocol._grants._client_credentials import build_client_credentials_request
+from .._protocol._grants._user_grants import build_obo_request
+from .._protocol._scopes import client_credentials_scopes, target_key
+from .._result import AuthenticationResult
+from ._application import MEMO_LIMIT, RequestShape
+from ._user_flows import UserFlowApplication
+
+__all__ = ["ConfidentialClientApplication"]
+
+
+class ConfidentialClientApplication(UserFlowApplication):
+    """A web API, web app or daemon that holds a secret, a certificate or an assertion.
+
+    ``client_credential`` takes a :class:`ClientSecret`, :class:`ClientCertificate`
+    or :class:`ClientAssertion`, or any form MSAL Python accepts (a secret
+    string, a ``{"private_key": ..., "public_certificate": ...}`` dict, a
+    ``{"private_key_pfx_path": ...}`` dict, a ``{"client_assertion": ...}``
+    dict). Keys are loaded here, once; a malformed credential raises
+    :class:`MsalConfigurationError` before any request.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_credential: ClientCredential | str | dict[str, object],
+        *,
+        authority: str | None = None,
+        oidc_authority: str | None = None,
+        instance_discovery: bool = True,
+        http_session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        clock: Clock | None = None,
+        expiry_margin: float = 300.0,
+        refresh_fraction: float = 0.75,
+        client_capabilities: Sequence[str] = (),
+        token_cache: SerializableTokenCache | None = None,
+        cache_storage: CacheStorage | None = None,
+        max_cache_entries: int | None = None,
+    ) -> None:
+        super().__init__(
+            client_id,
+            authority=authority,
+            oidc_authority=oidc_authority,
+            instance_discovery=instance_discovery,
+            http_session=http_session,
+            timeout=timeout,
+            verify=verify,
+            clock=clock,
+            expiry_margin=expiry_margin,
+            refresh_fraction=refresh_fraction,
+            client_capabilities=client_capabilities,
+            token_cache=token_cache,
+            cache_storage=cache_storage,
+            max_cache_entries=max_cache_entries,
+        )
+        self._credential = credential_from_msal(client_credential)
+        #: The application token cache (client credentials), apart from user tokens.
+        self._app_tokens = self.token_cache._app
+        self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
+        # Bound once, so that scheduling a background refresh allocates no closure.
+        self._refresh_client = self._refresh_client_token
+        self._refresh_obo = self._refresh_obo_token
+
+    def _cached_tokens(self) -> int:
+        return len(self._app_tokens) + len(self._users)
+
+    async def acquire_token_for_client(
+        self,
+        scopes: Iterable[str],
+        *,
+        tenant: str | None = None,
+        claims_challenge: str | None = None,
+        force_refresh: bool = False,
+    ) -> AuthenticationResult:
+        """A token for the application itself (client credentials grant).
+
+        Served from the cache while it is valid; concurrent callers that miss
+        the cache for the same scopes share one request. ``tenant`` overrides
+        the authority's tenant for this call (a multi-tenant worker).
+        ``claims_challenge`` and ``force_refresh`` skip the cache.
+        """
+        try:
+            key = self._app_keys[(tuple(scopes), tenant)]
+        except (KeyError, TypeError):
+            pass
+        else:
+            # The hit path: dictionary lookups and a clock read, nothing that suspends.
+            if claims_challenge is None and not force_refresh:
+                token = self._app_tokens.get(key)
+                if token is not None and token.serve_until > self._clock.time():
+                    return self._serve(token, self._refresh_client, tenant)
+        return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
+
+    async def _acquire_for_client(
+        self,
+        scopes: Iterable[str],
+        tenant: str | None,
+        claims: str | None,
+        force_refresh: bool,
+    ) -> AuthenticationResult:
+        self._check_open()
+        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        authority = self._target_authority(tenant)
+        normalized = client_credentials_scopes(requested, entra=self._is_entra(authority))
+        resolved = await self._resolver.resolve(authority)
+        key = AccessTokenKey(
+            environment=resolved.environment,
+            client_id=self.client_id,
+            realm=self._realm(resolved),
+            home_account_id="",
+            user_assertion_hash="",
+            target=target_key(normalized),
+        )
+        if len(self._app_keys) >= MEMO_LIMIT:
+            self._app_keys.clear()
+        self._app_keys[(tuple(requested), tenant)] = key
+        if claims is None and not force_refresh:
+            token = self._app_tokens.get(key)
+            if token is not None and token.serve_until > self._clock.time():
+                return self._serve(token, self._refresh_client, tenant)
+        return await self._acquire_missing(
+            key,
+            claims,
+            lambda: self._cached(self._app_tokens.get(key)),
+            lambda: self._fetch_client_token(key, normalized, tenant, claims),
+            fresh=claims is not None or force_refresh,
+        )
+
+    async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
+        """Renew an application token in the background (``tenant``: the call's override)."""
+        key, scopes = token.entry.key, token.entry.scopes
+        await self._refresh_in_background(
+            token,
+            self._app_tokens.get,
+            lambda: self._fetch_client_token(key, scopes, tenant, None),
+        )
+
+    async def _fetch_client_token(
+        self,
+        key: AccessTokenKey,
+        scopes: tuple[str, ...],
+        tenant: str | None,
+        claims: str | None,
+    ) -> AuthenticationResult:
+        resolved = await self._resolver.resolve(self._target_authority(tenant))
+        token_endpoint = resolved.metadata.token_endpoint
+        requested_at = self._clock.time()
+        request = build_client_credentials_request(
+            token_endpoint,
+            client_id=self.client_id,
+            scopes=scopes,
+            client_auth=await self._client_auth(token_endpoint, requested_at),
+            claims=claims,
+        )
+        response = await self._send_token_request(request)
+        token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
+        self._app_tokens.put(token)
+        return self._result(
+            token, source="identity_provider", correlation_id=response.correlation_id
+        )
+
+    async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        return await self._credential.form_fields(
+            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+        )
+
+    # -- on-behalf-of --------------------------------------------------------------------
+
+    async def acquire_token_on_behalf_of(
+        self,
+        user_assertion: str,
+        scopes: Iterable[str],
+        *,
+        claims_challenge: str | None = None,
+        force_refresh: bool = False,
+        tenant: str | None = None,
+    ) -> AuthenticationResult:
+        """A token for a downstream API, on behalf of the user whose token this API received.
+
+        Tokens are cached per incoming assertion (by its SHA-256, MSAL's
+        ``user_assertion_hash``), so a repeated request with the same
+        assertion is a cache hit. On a miss the refresh token obtained through
+        the on-behalf-of grant is tried first, then the grant itself.
+        Concurrent misses for one (assertion, scopes) share one request.
+        """
+        if not isinstance(user_assertion, str) or not user_assertion:
+            raise MsalConfigurationError("user_assertion must be the incoming access token")
+        assertion_hash = user_assertion_hash(user_assertion)
+        prefix = await self._shape(scopes, tenant)
+        wanted = prefix.wanted
+        key = AccessTokenKey(
+            prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
+        )
+        if claims_challenge is None and not force_refresh:
+            token = self._users.get(key)
+            if token is None or token.serve_until <= self._clock.time():
+                token = self._users.find(key, wanted.canonical, self._clock.time())
+            if token is not None:
+                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
+        self._check_open()
+        return await self._acquire_missing(
+            key,
+            claims_challenge,
+            lambda: self._cached(self._users.find(key, wanted.canonical, self._clock.time())),
+            lambda: self._fetch_obo(key, user_assertion, prefix, tenant, claims_challenge),
+            fresh=claims_challenge is not None or force_refresh,
+        )
+
+    async def _refresh_obo_token(
+        self, token: CachedToken, context: tuple[str, RequestShape, str | None]
+    ) -> None:
+        """Renew an on-behalf-of token in the background (its refresh token first)."""
+        assertion, prefix, tenant = context
+        key = token.entry.key
+        await self._refresh_in_background(
+            token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
+        )
+
+    async def _fetch_obo(
+        self,
+        key: AccessTokenKey,
+        assertion: str,
+        prefix: RequestShape,
+        tenant: str | None,
+        claims: str | None,
+    ) -> AuthenticationResult:
+        wanted = prefix.wanted
+        refresh_token = self._users.refresh_token(key.partition)
+        if refresh_token is not None and claims is None:
+            try:
+                return await self._redeem(
+                    tenant,
+                    wanted,
+                    None,
+                    self._refresh_grant(refresh_token.secret, wanted),
+                    assertion_hash=key.user_assertion_hash,
+                )
+            except MsalUiRequiredError:
+                # The refresh token is spent; the assertion may still be good.
+                self._users.remove_refresh_token(key.partition, refresh_token.secret)
+        return await self._redeem(
+            tenant,
+            wanted,
+            claims,
+            lambda endpoint, auth, merged: build_obo_request(
+                endpoint,
+                client_id=self.client_id,
+                user_assertion=assertion,
+                scopes=wanted.with_reserved,
+                client_auth=auth,
+                claims=merged,
+            ),
+            assertion_hash=key.user_assertion_hash,
+        )
+
+
+def user_assertion_hash(assertion: str) -> str:
+    """MSAL's ``user_assertion_hash``: base64url (no padding) of the assertion's SHA-256."""
+    digest = hashlib.sha256(assertion.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

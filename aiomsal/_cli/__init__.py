@@ -1,0 +1,1 @@
+"""The command line: ``python -m aiomsal demo`` and ``python -m aiomsal token``."""

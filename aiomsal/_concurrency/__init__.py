@@ -1,0 +1,1 @@
+"""The concurrency layer: the clock, the task runner, single-flight and background refresh."""

@@ -1,0 +1,91 @@
+"""Coalescing: concurrent callers for one key share one execution."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+import anyio
+
+from .._errors import MsalError
+from ._tasks import TaskRunner
+
+__all__ = ["SingleFlight"]
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "error", "result", "waiters")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.waiters = 0
+
+
+class SingleFlight(Generic[K, T]):
+    """Runs at most one call per key at a time; later callers wait for its outcome.
+
+    The call runs in a task of its own (started by the application's
+    :class:`TaskRunner`), not in a caller's, so a caller that is cancelled
+    stops waiting without cancelling the call for the others. A failure
+    reaches every waiter of that flight and is forgotten: the next call for
+    the key starts a new flight. Keys never wait on each other.
+    """
+
+    def __init__(self, runner: TaskRunner) -> None:
+        self._runner = runner
+        self._flights: dict[K, _Flight[T]] = {}
+        #: Callers that joined a flight another caller started.
+        self.coalesced = 0
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` for ``key``, or the flight already running for it."""
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self.start(key, call)
+        else:
+            self.coalesced += 1
+        flight.waiters += 1
+        try:
+            await flight.done.wait()
+        finally:
+            flight.waiters -= 1
+        if flight.error is not None:
+            raise flight.error
+        return flight.result  # type: ignore[return-value]
+
+    def start(self, key: K, call: Callable[[], Awaitable[T]]) -> _Flight[T]:
+        """Start a flight for ``key`` unless one runs; return the running one."""
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight()
+            self._runner.spawn(self._execute, key, flight, call)
+        return flight
+
+    def abort(self, error: MsalError) -> None:
+        """End every flight with ``error`` (the application is closing)."""
+        flights, self._flights = self._flights, {}
+        for flight in flights.values():
+            if not flight.done.is_set():
+                flight.error = error
+                flight.done.set()
+
+    async def _execute(self, key: K, flight: _Flight[T], call: Callable[[], Awaitable[T]]) -> None:
+        try:
+            flight.result = await call()
+        except Exception as exc:
+            flight.error = exc
+        except BaseException:
+            flight.error = MsalError("the application was closed while acquiring a token")
+            raise
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            flight.done.set()

@@ -1,0 +1,148 @@
+"""Scope rules of Microsoft Entra ID, as pure functions.
+
+A request names the scopes of one resource. The reserved OpenID Connect
+scopes are added by aiomsal where a flow needs them and may not be passed in.
+Scopes are compared without regard to case, as Entra ID does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .._errors import MsalConfigurationError
+
+__all__ = [
+    "RESERVED_SCOPES",
+    "UserScopes",
+    "canonical_scope",
+    "client_credentials_scopes",
+    "granted_scopes",
+    "normalize_scopes",
+    "resource_of",
+    "target_key",
+    "user_scopes",
+]
+
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+#: OpenID Connect scopes that name no resource (``email`` is not reserved but is no API's).
+OIDC_SCOPES = RESERVED_SCOPES | {"email"}
+DEFAULT_SUFFIX = "/.default"
+GRAPH = "https://graph.microsoft.com"
+
+
+def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Check the shape of ``scopes`` and return them without duplicates, in order.
+
+    Raises :class:`MsalConfigurationError` for a bare string (a common slip:
+    it would be read one character at a time), an empty list, a non-string,
+    blank or white-space-containing scope, or a reserved scope.
+    """
+    if isinstance(scopes, (str, bytes)):
+        raise MsalConfigurationError(
+            f"scopes must be a list of strings, not a single string: use [{scopes!r}]"
+        )
+    seen: dict[str, str] = {}
+    for scope in scopes:
+        if not isinstance(scope, str) or not scope or scope != scope.strip() or " " in scope:
+            raise MsalConfigurationError(f"invalid scope {scope!r}: a non-empty string "
+                                         "without white space is required")
+        if scope.lower() in RESERVED_SCOPES:
+            raise MsalConfigurationError(
+                f"{scope!r} is a reserved scope: aiomsal adds openid, profile and "
+                "offline_access itself where a flow needs them; leave them out"
+            )
+        seen.setdefault(scope.lower(), scope)
+    if not seen:
+        raise MsalConfigurationError("at least one scope is required")
+    return tuple(seen.values())
+
+
+def resource_of(scope: str) -> str | None:
+    """The resource a URI-form scope belongs to, or None for a short scope.
+
+    ``https://graph.microsoft.com/User.Read`` → ``https://graph.microsoft.com``;
+    ``https://management.core.windows.net//.default`` → the v1 resource
+    ``https://management.core.windows.net/`` (the double slash is part of it).
+    """
+    if "://" not in scope:
+        return None
+    head, _, _ = scope.rpartition("/")
+    if not head or head.endswith(":/"):
+        return scope
+    return head
+
+
+def client_credentials_scopes(scopes: Iterable[str], *, entra: bool) -> tuple[str, ...]:
+    """Validate the scopes of a client-credentials request.
+
+    Entra ID issues application tokens for exactly one resource, asked for as
+    ``{resource}/.default``; anything else is refused here, before a request,
+    with the fix in the message. Other OpenID Connect authorities accept any
+    non-reserved scopes.
+    """
+    normalized = normalize_scopes(scopes)
+    if not entra:
+        return normalized
+    if len(normalized) != 1 or not normalized[0].endswith(DEFAULT_SUFFIX):
+        raise MsalConfigurationError(
+            "client credentials need exactly one scope of the form '{resource}/.default' "
+            f"(for example 'https://graph.microsoft.com/.default'), got {list(normalized)!r}"
+        )
+    return normalized
+
+
+def target_key(scopes: Iterable[str]) -> str:
+    """The cache target of a set of scopes: lower-cased, sorted, space-joined."""
+    return " ".join(sorted({scope.lower() for scope in scopes}))
+
+
+def canonical_scope(scope: str) -> str:
+    """The lower-cased full form of a scope: Graph's short scopes gain their resource.
+
+    ``User.Read`` and ``https://graph.microsoft.com/User.Read`` are one scope
+    to Entra ID, and so to the cache.
+    """
+    lowered = scope.lower()
+    if "/" in lowered or lowered in OIDC_SCOPES:
+        return lowered
+    return f"{GRAPH}/{lowered}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserScopes:
+    """The scopes of a user-flow request: as given, and their canonical set and cache target."""
+
+    requested: tuple[str, ...]
+    canonical: frozenset[str]
+    target: str
+
+    @classmethod
+    def of(cls, scopes: tuple[str, ...]) -> UserScopes:
+        canonical = frozenset(canonical_scope(scope) for scope in scopes)
+        return cls(scopes, canonical, " ".join(sorted(canonical)))
+
+    @property
+    def with_reserved(self) -> tuple[str, ...]:
+        """What a user-flow request sends: the scopes plus openid, profile, offline_access."""
+        return (*self.requested, "openid", "profile", "offline_access")
+
+
+def user_scopes(scopes: Iterable[str], *, entra: bool) -> UserScopes:
+    """Validate the scopes of a user flow (one resource per request on Entra ID)."""
+    normalized = normalize_scopes(scopes)
+    result = UserScopes.of(normalized)
+    if entra:
+        resources = {resource_of(scope) for scope in result.canonical if scope not in OIDC_SCOPES}
+        if len(resources) > 1:
+            raise MsalConfigurationError(
+                "a token is issued for one resource at a time; request the scopes of "
+                f"{sorted(r or '?' for r in resources)} in separate calls"
+            )
+    return result
+
+
+def granted_scopes(granted: Iterable[str] | None, requested: Iterable[str]) -> tuple[str, ...]:
+    """The scopes a result reports: what the authority granted, reserved scopes left out."""
+    scopes = [s for s in (granted or requested) if s.lower() not in RESERVED_SCOPES]
+    return tuple(sorted(scopes or requested))

@@ -1,0 +1,1 @@
+"""The transport layer: the one aiohttp adapter, authority resolution and the loopback listener."""

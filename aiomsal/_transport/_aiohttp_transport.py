@@ -1,0 +1,333 @@
+"""The aiohttp transport: pooled connections, one retry, and MSAL's throttling.
+
+This is the only module of aiomsal that uses aiohttp's client. It sends
+:class:`~aiomsal._protocol._http.HttpRequest` values and returns
+:class:`~aiomsal._protocol._http.HttpResponse` values; it never interprets an answer
+beyond deciding whether to retry it once and whether to remember it as a
+throttling answer. Status errors are for the response parsers to raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import random
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from aiomsal._concurrency._clock import Clock
+from aiomsal._errors import MsalConfigurationError, MsalTransportError
+from aiomsal._protocol._http import HttpRequest, HttpResponse
+from aiomsal._protocol._throttling import ThrottleMemory
+
+__all__ = ["AiohttpTransport"]
+
+_log = logging.getLogger("aiomsal")
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("aiomsal")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+_VERSION = _package_version()
+
+_CORRELATION_HEADER = "client-request-id"
+
+#: Connections kept open per authority host.
+_LIMIT_PER_HOST = 100
+#: Connections kept open in all.
+_LIMIT = 200
+#: Seconds a DNS answer is reused.
+_DNS_CACHE_SECONDS = 300
+
+_FAILURES: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    OSError,
+)
+
+
+class AiohttpTransport:
+    """Sends requests to an authority with aiohttp.
+
+    One pooled :class:`aiohttp.ClientSession` is created on the first
+    :meth:`send` and closed by :meth:`aclose`; a ``session`` passed in is used
+    instead and is left open for its owner to close.
+
+    ``verify`` is ``True`` for the default certificate verification, a path to
+    a PEM CA bundle, an :class:`ssl.SSLContext` used as is, or ``False`` for no
+    verification (loopback test authorities only). ``timeout`` bounds each
+    attempt, in real seconds. A request that fails to connect, times out, or is
+    answered with a 5xx without ``Retry-After`` is sent once more after
+    ``retry_backoff`` seconds (plus up to half as much jitter) of ``clock``
+    time. Throttling answers are remembered in ``throttle`` and replayed
+    without a request until their time has passed.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        retry_backoff: float = 0.5,
+        throttle: ThrottleMemory | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        if not timeout > 0:
+            raise MsalConfigurationError("timeout must be a positive number of seconds")
+        if not retry_backoff >= 0:
+            raise MsalConfigurationError("retry_backoff must be a non-negative number of seconds")
+        self._clock = clock
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
+        self._ssl = _ssl_setting(verify)
+        self._retry_backoff = retry_backoff
+        self._throttle = throttle if throttle is not None else ThrottleMemory()
+        self._user_agent = user_agent
+        self._closed = False
+
+    @property
+    def throttle(self) -> ThrottleMemory:
+        """The memory of throttling answers this transport consults."""
+        return self._throttle
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"AiohttpTransport({state}, timeout={self._timeout_seconds:g}s)"
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` and return the answer, whatever its status.
+
+        Raises :class:`MsalTransportError` when the authority cannot be reached
+        or does not answer in time, after one retry.
+        """
+        where = _redacted_url(request.url)
+        if self._closed:
+            raise MsalTransportError(f"{request.method} {where} not sent: the transport is closed")
+        replay = self._throttle.check(request, self._clock.time())
+        if replay is not None:
+            _log.debug(
+                "%s %s -> %d replayed from the throttling memory (retry-after %ss)",
+                request.method,
+                where,
+                replay.status,
+                replay.headers.get("retry-after"),
+            )
+            return replay
+
+        headers = self._headers(request)
+        correlation_id = headers[_CORRELATION_HEADER]
+        session = self._session_for_send(request.method, where)
+
+        failure: BaseException | None = None
+        response: HttpResponse | None = None
+        try:
+            response = await self._attempt(session, request, headers, where, correlation_id)
+        except _FAILURES as exc:
+            failure = exc
+            _log.debug(
+                "%s %s failed (%s), client-request-id=%s; retrying once",
+                request.method,
+                where,
+                _describe(exc, self._timeout_seconds),
+                correlation_id,
+            )
+
+        if response is not None and not _is_retryable(response):
+            self._throttle.record(request, response, self._clock.time())
+            return response
+        if response is not None:
+            _log.debug(
+                "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
+                request.method,
+                where,
+                response.status,
+                correlation_id,
+            )
+
+        jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
+        await self._clock.sleep(self._retry_backoff * (1.0 + jitter))
+        if self._closed or session.closed:
+            raise MsalTransportError(
+                f"{request.method} {where} not retried: the transport was closed"
+            ) from failure
+
+        try:
+            response = await self._attempt(session, request, headers, where, correlation_id)
+        except _FAILURES as exc:
+            raise MsalTransportError(
+                f"{request.method} {where} failed after 2 attempts: "
+                f"{_describe(exc, self._timeout_seconds)} "
+                f"(client-request-id {correlation_id})"
+            ) from exc
+        self._throttle.record(request, response, self._clock.time())
+        return response
+
+    async def aclose(self) -> None:
+        """Close the session this transport created; a caller's session is left open."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if self._owns_session and session is not None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> AiohttpTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals ---------------------------------------------------------
+
+    def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=_LIMIT,
+                limit_per_host=_LIMIT_PER_HOST,
+                ttl_dns_cache=_DNS_CACHE_SECONDS,
+                use_dns_cache=True,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                raise_for_status=False,
+                # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
+                trust_env=True,
+            )
+            self._session = session
+        elif session.closed:
+            raise MsalTransportError(f"{method} {where} not sent: the session is closed")
+        return session
+
+    def _headers(self, request: HttpRequest) -> dict[str, str]:
+        headers: dict[str, str] = {
+            "accept": "application/json",
+            "return-client-request-id": "true",
+            "x-client-sku": "aiomsal.python",
+            "x-client-ver": _VERSION,
+            "x-client-os": sys.platform,
+        }
+        if self._user_agent:
+            headers["user-agent"] = self._user_agent
+        headers.update(_lower_keys(request.headers))
+        if not headers.get(_CORRELATION_HEADER):
+            headers[_CORRELATION_HEADER] = str(uuid.uuid4())
+        return headers
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        request: HttpRequest,
+        headers: Mapping[str, str],
+        where: str,
+        correlation_id: str,
+    ) -> HttpResponse:
+        started = time.perf_counter()
+        _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
+        data = dict(request.form) if request.method == "POST" and request.form else None
+        # The `async with` releases the connection on every exit, cancellation included.
+        async with session.request(
+            request.method,
+            request.url,
+            headers=headers,
+            data=data,
+            ssl=self._ssl,
+            timeout=self._timeout,
+            # A redirect must not carry a form (secrets) to another place.
+            allow_redirects=request.method == "GET",
+        ) as raw:
+            body = await raw.read()
+            status = raw.status
+            response_headers = {name.lower(): value for name, value in raw.headers.items()}
+        _log.debug(
+            "%s %s -> %d in %.1f ms client-request-id=%s",
+            request.method,
+            where,
+            status,
+            (time.perf_counter() - started) * 1000.0,
+            correlation_id,
+        )
+        return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    if verify is True:
+        return True
+    if verify is False:
+        return False
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if isinstance(verify, str):
+        if not verify:
+            raise MsalConfigurationError(
+                "verify must be True, False, a CA bundle path or an SSLContext"
+            )
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise MsalConfigurationError(
+                f"verify: cannot load the CA bundle {verify!r}: {type(exc).__name__}"
+            ) from exc
+    raise MsalConfigurationError("verify must be True, False, a CA bundle path or an SSLContext")
+
+
+def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _redacted_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no user info, no query, no fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _is_retryable(response: HttpResponse) -> bool:
+    return response.status >= 500 and "retry-after" not in response.headers
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """Name the kind of failure without echoing URLs, headers or bodies."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.strerror or type(exc.os_error).__name__
+        return f"cannot connect ({reason})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server disconnected"
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return f"no answer within {timeout:g}s (timeout)"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response body was cut short"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return f"connection error ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return f"connection error ({reason})"
+    return f"HTTP client error ({type(exc).__name__})"

@@ -1,0 +1,1 @@
+"""Opt-in integrations with other libraries, each a public module imported only when used."""
