@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ssl
-from collections.abc import Iterable, Sequence
-
-import aiohttp
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .._cache._entries import AccessTokenKey
-from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
-from .._cache._token_cache import SerializableTokenCache
-from .._concurrency._clock import Clock
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
-from ._application import MEMO_LIMIT, RequestShape
-from ._user_flows import UserFlowApplication
+from ._application import MEMO_LIMIT, ClientApplication, RequestShape
+from ._device_code import DeviceCodeFlows
+from ._options import ApplicationOptions, with_application_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ConfidentialClientApplication"]
 
 
-class ConfidentialClientApplication(UserFlowApplication):
+class ConfidentialClientApplication(DeviceCodeFlows):
     """A web API, web app or daemon that holds a secret, a certificate or an assertion.
 
     ``client_credential`` takes a :class:`ClientSecret`, :class:`ClientCertificate`
@@ -37,41 +36,14 @@ class ConfidentialClientApplication(UserFlowApplication):
     :class:`MsalConfigurationError` before any request.
     """
 
+    @with_application_options(ClientApplication.__init__)
     def __init__(
         self,
         client_id: str,
         client_credential: ClientCredential | str | dict[str, object],
-        *,
-        authority: str | None = None,
-        oidc_authority: str | None = None,
-        instance_discovery: bool = True,
-        http_session: aiohttp.ClientSession | None = None,
-        timeout: float = 10.0,
-        verify: bool | str | ssl.SSLContext = True,
-        clock: Clock | None = None,
-        expiry_margin: float = 300.0,
-        refresh_fraction: float = 0.75,
-        client_capabilities: Sequence[str] = (),
-        token_cache: SerializableTokenCache | None = None,
-        cache_storage: CacheStorage | None = None,
-        max_cache_entries: int | None = None,
+        **options: Unpack[ApplicationOptions],
     ) -> None:
-        super().__init__(
-            client_id,
-            authority=authority,
-            oidc_authority=oidc_authority,
-            instance_discovery=instance_discovery,
-            http_session=http_session,
-            timeout=timeout,
-            verify=verify,
-            clock=clock,
-            expiry_margin=expiry_margin,
-            refresh_fraction=refresh_fraction,
-            client_capabilities=client_capabilities,
-            token_cache=token_cache,
-            cache_storage=cache_storage,
-            max_cache_entries=max_cache_entries,
-        )
+        super().__init__(client_id, **options)
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app

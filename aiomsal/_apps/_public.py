@@ -10,7 +10,7 @@ import anyio
 from .._errors import MsalSignInError
 from .._result import AuthenticationResult
 from .._transport._loopback import LoopbackRedirectListener
-from ._user_flows import UserFlowApplication
+from ._device_code import DeviceCodeFlows
 
 __all__ = ["PublicClientApplication"]
 
@@ -18,7 +18,7 @@ __all__ = ["PublicClientApplication"]
 BrowserOpener = Callable[[str], "object | Awaitable[object]"]
 
 
-class PublicClientApplication(UserFlowApplication):
+class PublicClientApplication(DeviceCodeFlows):
     """An application that cannot keep a secret: it signs users in and acts as them.
 
     The recommended call pattern: ``acquire_token_silent`` first (cache, then

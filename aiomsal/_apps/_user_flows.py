@@ -1,7 +1,8 @@
 """The flows that get a user's tokens, shared by public and confidential clients.
 
 Silent acquisition (cache, then refresh token), authorization code with PKCE,
-device code, username/password and refresh-token migration. Every flow stores
+username/password and refresh-token migration (the device code flow is in
+:mod:`._device_code`, the interactive one in :mod:`._public`). Every flow stores
 its answer the same way (:meth:`UserFlowApplication._store_user_tokens`) and
 every later call for that user starts from the cache.
 """
@@ -24,14 +25,6 @@ from .._protocol._auth_code import (
     initiate_auth_code_flow,
 )
 from .._protocol._claims import merge_claims
-from .._protocol._device_flow import (
-    DeviceFlow,
-    build_device_code_request,
-    build_device_token_request,
-    classify_poll_error,
-    next_interval,
-    parse_device_code_response,
-)
 from .._protocol._grants._user_grants import (
     build_auth_code_request,
     build_password_request,
@@ -307,67 +300,6 @@ class UserFlowApplication(ClientApplication):
             merge=False,
             write_through=True,
         )
-
-    # -- device code ---------------------------------------------------------------------
-
-    async def initiate_device_flow(
-        self, scopes: Iterable[str], *, claims_challenge: str | None = None
-    ) -> DeviceFlow:
-        """Start a device-code sign-in; show ``flow.message`` to the user."""
-        self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
-        resolved = await self._resolver.resolve(self.authority)
-        endpoint = resolved.metadata.device_authorization_endpoint
-        if endpoint is None:
-            raise MsalConfigurationError("this authority has no device authorization endpoint")
-        claims = merge_claims(claims_challenge, self.client_capabilities)
-        now = self._clock.time()
-        request = build_device_code_request(
-            endpoint,
-            client_id=self.client_id,
-            scopes=wanted.with_reserved,
-            claims=claims,
-            client_auth=await self._client_auth(resolved.metadata.token_endpoint, now),
-        )
-        response = await self._transport.send(request)
-        return parse_device_code_response(
-            response, now=self._clock.time(), scopes=wanted.requested, claims=claims
-        )
-
-    async def acquire_token_by_device_flow(self, flow: DeviceFlow) -> AuthenticationResult:
-        """Poll until the user has signed in (or declined, or the code expired).
-
-        Polls at the server's interval (slower after ``slow_down``) on the
-        application's clock. Cancel it with an anyio cancel scope: the polling
-        runs in the calling task, so nothing is left behind.
-        """
-        self._check_open()
-        resolved = await self._resolver.resolve(self.authority)
-        wanted = user_scopes(flow.scopes, entra=self._is_entra(self.authority))
-        interval = flow.interval
-        while True:
-            await self._clock.sleep(interval)
-            if self._clock.time() >= flow.expires_at:
-                raise MsalServiceError(
-                    "expired_token", "the device code expired before the user signed in"
-                )
-            try:
-                return await self._redeem(
-                    None,
-                    wanted,
-                    flow.claims,
-                    lambda endpoint, auth, merged: build_device_token_request(
-                        endpoint, flow, client_id=self.client_id, client_auth=auth
-                    ),
-                    resolved=resolved,
-                    merge=False,
-                    write_through=True,
-                )
-            except MsalServiceError as error:
-                outcome = classify_poll_error(error)
-                if outcome is None:
-                    raise
-                interval = next_interval(interval, outcome)
 
     # -- username / password, refresh token migration ------------------------------------
 
