@@ -27,6 +27,7 @@ from .._concurrency._clock import Clock, SystemClock
 from ._certificates import TestCertificate, generate_certificate
 from ._fake_authorize import handle_authorize
 from ._fake_grants import RegisteredClient, TokenRequest, handle_token_request
+from ._fake_signing import SigningKeys
 from ._fake_tokens import (
     GrantError,
     entra_error_body,
@@ -34,7 +35,6 @@ from ._fake_tokens import (
     instance_discovery,
     openid_configuration,
     retry_after_value,
-    shared_signer,
     status_error,
 )
 from ._fake_user_api import UserFlows
@@ -76,7 +76,7 @@ class _Fault:
     retry_after: float | None
 
 
-class FakeAuthority(UserFlows):
+class FakeAuthority(UserFlows, SigningKeys):
     """A fake Microsoft Entra ID for tests, benchmarks and demos.
 
     It serves instance discovery, OpenID Connect discovery, JWKS and the v2.0
@@ -127,7 +127,7 @@ class FakeAuthority(UserFlows):
         self._clients: dict[str, RegisteredClient] = {}
         self._directory = UserDirectory()
         self._faults: collections.deque[_Fault] = collections.deque()
-        self._signer = shared_signer()
+        self._init_signing_keys()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._alias_base_urls: tuple[str, ...] = ()
@@ -361,8 +361,8 @@ class FakeAuthority(UserFlows):
         return _json_response(instance_discovery(self.base_url, tenant, hosts))
 
     async def _keys(self, request: web.Request) -> web.Response:
-        issuer = f"{self.base_url}/{self.tenant_id(request.match_info['tenant'])}/v2.0"
-        return _json_response({"keys": [self._signer.jwk(issuer)]})
+        body = self._jwks_body(request.match_info["tenant"])
+        return self._outage_response() if body is None else _json_response(body)
 
     # --- token endpoint --------------------------------------------------------------------
 
