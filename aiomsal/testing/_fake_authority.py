@@ -404,6 +404,7 @@ class FakeAuthority(UserFlows, SigningKeys):
             token_lifetime=self.token_lifetime,
             refresh_in=self.refresh_in,
             directory=self._directory,
+            published_signers=tuple(self._published.values()),
         )
         try:
             body = await handle_token_request(token_request)
