@@ -386,7 +386,7 @@ def check_access(
         return
     if wanted_roles and token.roles.issuperset(wanted_roles):
         return
-    needed = " ".join((*wanted_scopes, *wanted_roles))
+    needed = " ".join(dict.fromkeys((*wanted_scopes, *wanted_roles)))
     what = "scope" if not wanted_roles else "role" if not wanted_scopes else "scope or role"
     raise MsalInsufficientScopeError(f"the bearer token lacks a required {what}", scope=needed)
 

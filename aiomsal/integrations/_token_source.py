@@ -189,8 +189,10 @@ def origin_scopes(scopes_by_origin: Mapping[str, Sequence[str]]) -> dict[Origin,
             raise MsalConfigurationError(
                 f"origin {text!r}: tokens are only sent over https (http on loopback only)"
             )
-        if isinstance(scopes, str) or not scopes or not all(
-            isinstance(s, str) and s for s in scopes
+        if (
+            isinstance(scopes, str)
+            or not scopes
+            or not all(isinstance(s, str) and s for s in scopes)
         ):
             raise MsalConfigurationError(f"the scopes of {text!r} must be a non-empty list")
         checked[origin] = tuple(scopes)
