@@ -113,7 +113,8 @@ def middleware(app: ConfidentialClientApplication, origin: str) -> Any:
 
 
 async def test_aiohttp_attaches_a_token_to_the_listed_origin_only(
-    servers: tuple[Downstream, Downstream], app: ConfidentialClientApplication,
+    servers: tuple[Downstream, Downstream],
+    app: ConfidentialClientApplication,
     fake: FakeAuthority,
 ) -> None:
     protected, other = servers
@@ -146,7 +147,8 @@ async def test_aiohttp_never_follows_a_redirect_with_the_token(
 
 
 async def test_aiohttp_answers_a_claims_challenge_once(
-    servers: tuple[Downstream, Downstream], app: ConfidentialClientApplication,
+    servers: tuple[Downstream, Downstream],
+    app: ConfidentialClientApplication,
     fake: FakeAuthority,
 ) -> None:
     protected, _ = servers
@@ -164,7 +166,8 @@ async def test_aiohttp_answers_a_claims_challenge_once(
 
 
 async def test_aiohttp_returns_other_401s_and_unreplayable_bodies_as_they_are(
-    servers: tuple[Downstream, Downstream], app: ConfidentialClientApplication,
+    servers: tuple[Downstream, Downstream],
+    app: ConfidentialClientApplication,
     fake: FakeAuthority,
 ) -> None:
     protected, _ = servers
@@ -220,7 +223,8 @@ def auth(app: Any, origin: str) -> httpx_auth.BearerTokenAuth:
 
 
 async def test_httpx_attaches_a_token_to_the_listed_origin_only(
-    servers: tuple[Downstream, Downstream], app: ConfidentialClientApplication,
+    servers: tuple[Downstream, Downstream],
+    app: ConfidentialClientApplication,
     fake: FakeAuthority,
 ) -> None:
     protected, other = servers
@@ -236,7 +240,8 @@ async def test_httpx_attaches_a_token_to_the_listed_origin_only(
 
 
 async def test_httpx_answers_a_claims_challenge_once_for_replayable_bodies(
-    servers: tuple[Downstream, Downstream], app: ConfidentialClientApplication,
+    servers: tuple[Downstream, Downstream],
+    app: ConfidentialClientApplication,
     fake: FakeAuthority,
 ) -> None:
     protected, _ = servers

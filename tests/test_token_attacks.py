@@ -38,8 +38,10 @@ def private_key(signer: TokenSigner) -> Any:
 
 
 def public_pem(signer: TokenSigner) -> bytes:
-    pem: bytes = private_key(signer).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem: bytes = (
+        private_key(signer)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return pem
 
@@ -66,9 +68,7 @@ class Forge:
 
 
 ATTACKS: dict[str, Callable[[Forge], str]] = {
-    "alg=none": lambda f: (
-        f"{segment({'alg': 'none', 'kid': f.real_kid()})}.{segment(f.claims())}."
-    ),
+    "alg=none": lambda f: f"{segment({'alg': 'none', 'kid': f.real_kid()})}.{segment(f.claims())}.",
     "alg=none with a signature": lambda f: (
         f"{segment({'alg': 'none', 'kid': f.real_kid()})}.{segment(f.claims())}.{b64(b'x' * 32)}"
     ),
@@ -128,9 +128,7 @@ ATTACKS: dict[str, Callable[[Forge], str]] = {
     "bit-flipped payload": lambda f: _flip_payload(f),
     "an encrypted token (JWE)": lambda f: ".".join(["eyJhbGciOiJSU0EtT0FFUCJ9"] + ["AAAA"] * 4),
     "not a JWT": lambda f: "not-a-jwt",
-    "too long": lambda f: f.fake.issue_access_token(
-        API, scopes="x", claims={"pad": "x" * 40_000}
-    ),
+    "too long": lambda f: f.fake.issue_access_token(API, scopes="x", claims={"pad": "x" * 40_000}),
     "header not JSON": lambda f: f"{b64(b'{not json')}.{segment(f.claims())}.{b64(b'sig')}",
     "kid not a string": lambda f: _header(f, {"alg": "RS256", "kid": 7}),
     "no kid": lambda f: _header(f, {"alg": "RS256"}),

@@ -48,7 +48,9 @@ async def validator(fake: FakeAuthority, clock: VirtualClock) -> AsyncIterator[T
 
 def user_token(fake: FakeAuthority, **options: object) -> str:
     return fake.issue_access_token(
-        f"api://{API}", user=fake.user("alice@contoso.com"), **options  # type: ignore[arg-type]
+        f"api://{API}",
+        user=fake.user("alice@contoso.com"),
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -76,9 +78,7 @@ async def test_a_v2_token_is_validated_into_a_frozen_value(
 async def test_v1_tokens_and_both_default_audiences_are_accepted(
     fake: FakeAuthority, validator: TokenValidator
 ) -> None:
-    v1 = fake.issue_access_token(
-        f"api://{API}", user=fake.user("alice@contoso.com"), version="1.0"
-    )
+    v1 = fake.issue_access_token(f"api://{API}", user=fake.user("alice@contoso.com"), version="1.0")
     bare = fake.issue_access_token(API, roles=["Orders.Admin"])
     assert (await validator.validate(v1)).issuer == f"{fake.base_url}/{fake.tenant_id('contoso')}/"
     assert (await validator.validate(v1)).client_id == "fake-client"  # appid
@@ -90,7 +90,9 @@ async def test_a_custom_audience_replaces_the_defaults(
     fake: FakeAuthority, clock: VirtualClock
 ) -> None:
     async with TokenValidator(
-        API, authority=fake.authority("contoso"), audiences=["https://orders.contoso.com"],
+        API,
+        authority=fake.authority("contoso"),
+        audiences=["https://orders.contoso.com"],
         clock=clock,
     ) as v:
         await v.validate(fake.issue_access_token("https://orders.contoso.com", scopes="x"))

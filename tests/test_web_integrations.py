@@ -52,18 +52,14 @@ async def app(fake: FakeAuthority) -> AsyncIterator[ConfidentialClientApplicatio
 
 def token(fake: FakeAuthority, **options: Any) -> str:
     options.setdefault("scopes", "Orders.Read")
-    return fake.issue_access_token(
-        f"api://{API}", user=fake.user("alice@contoso.com"), **options
-    )
+    return fake.issue_access_token(f"api://{API}", user=fake.user("alice@contoso.com"), **options)
 
 
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-async def check_protocol(
-    fake: FakeAuthority, client: httpx.AsyncClient, base: str = ""
-) -> None:
+async def check_protocol(fake: FakeAuthority, client: httpx.AsyncClient, base: str = "") -> None:
     """The answers every integration gives, by the same routes."""
     good = token(fake)
     response = await client.get(f"{base}/orders", headers=bearer(good))

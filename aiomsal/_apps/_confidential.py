@@ -17,6 +17,7 @@ from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
 from ._application import MEMO_LIMIT, ClientApplication, RequestShape
 from ._device_code import DeviceCodeFlows
+from ._long_running_obo import LongRunningOnBehalfOf
 from ._options import ApplicationOptions, with_application_options
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["ConfidentialClientApplication"]
 
 
-class ConfidentialClientApplication(DeviceCodeFlows):
+class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
     """A web API, web app or daemon that holds a secret, a certificate or an assertion.
 
     ``client_credential`` takes a :class:`ClientSecret`, :class:`ClientCertificate`
