@@ -270,7 +270,7 @@ async def test_client_assertions_are_fresh_per_request_for_oidc_authorities(oidc
             if oidc
             else {"authority": fake.authority("contoso")}
         )
-        credential = {
+        credential: dict[str, object] = {
             "private_key": certificate.private_key_pem,
             "public_certificate": certificate.certificate_pem,
         }
