@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -32,7 +31,7 @@ from aiomsal import (
 )
 from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.helpers import SECRET
+from tests.helpers import SECRET, drive
 from tests.hostile_authority import Answer, Endpoint, HostileAuthority, good_token
 
 pytestmark = pytest.mark.anyio
@@ -43,9 +42,6 @@ ALICE = "alice@contoso.com"
 START = 1_800_000_000.0
 #: Real seconds within which every case must end (each attempt is bounded by `timeout=`).
 BOUND = 10.0
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class Case:
@@ -428,36 +424,6 @@ DEVICE_CASES: list[Case] = [
 ]
 
 ALL_CASES = CASES + METADATA_CASES + DISCOVERY_CASES + DEVICE_CASES
-
-
-async def drive(clock: VirtualClock, call: Awaitable[T]) -> T:
-    """Await ``call`` while moving the clock past the transport's retry backoff.
-
-    The loop yields to the event loop (1 ms at a time) while the call waits on
-    loopback I/O, and advances the virtual clock only when a task sleeps on it.
-    """
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-    done = anyio.Event()
-
-    async def run() -> None:
-        try:
-            outcome.append(await call)
-        except BaseException as exc:  # handed to the caller below
-            failure.append(exc)
-        finally:
-            done.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        while not done.is_set():
-            if clock.sleepers:
-                await clock.advance(1.0)
-            else:
-                await anyio.sleep(0.001)
-    if failure:
-        raise failure[0]
-    return outcome[0]
 
 
 def check_error(case: Case, error: BaseException) -> None:
