@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import ssl
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
+
+from aiomsal.testing import generate_certificate
 
 __all__ = ["Answer", "Endpoint", "HostileAuthority", "good_token"]
 
@@ -42,7 +47,10 @@ def good_token(**extra: Any) -> dict[str, Any]:
 class HostileAuthority:
     """Start with ``async with``; ``script(endpoint, answer, n)`` queues answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        self._tls = tls
+        #: With ``tls=True``: a client context that trusts this server's throwaway CA.
+        self.client_ssl: ssl.SSLContext | None = None
         self.requests: collections.Counter[Endpoint] = collections.Counter()
         self.token_forms: list[dict[str, str]] = []
         self._scripts: dict[Endpoint, collections.deque[Answer]] = collections.defaultdict(
@@ -80,11 +88,26 @@ class HostileAuthority:
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._server_ssl())
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._base_url = f"http://127.0.0.1:{port}"
+        self._base_url = f"{'https' if self._tls else 'http'}://127.0.0.1:{port}"
         return self
+
+    def _server_ssl(self) -> ssl.SSLContext | None:
+        if not self._tls:
+            return None
+        ca = generate_certificate("hostile test CA", is_ca=True)
+        server = generate_certificate("hostile", issuer=ca, ip_addresses=("127.0.0.1",))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as folder:
+            chain, key = Path(folder, "chain.pem"), Path(folder, "key.pem")
+            chain.write_bytes(server.certificate_pem + ca.certificate_pem)
+            key.write_bytes(server.private_key_pem)
+            context.load_cert_chain(chain, key)
+        self.client_ssl = ssl.create_default_context(cadata=ca.certificate_pem.decode())
+        self.client_ssl.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        return context
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._stopping.set()

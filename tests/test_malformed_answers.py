@@ -43,6 +43,7 @@ START = 1_800_000_000.0
 #: Real seconds within which every case must end (each attempt is bounded by `timeout=`).
 BOUND = 10.0
 
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -514,6 +515,32 @@ async def test_a_cross_origin_redirect_sends_no_secret_to_the_other_origin() -> 
         assert "redirect" in str(caught.value)
         assert evil.requests == {}
         assert evil.token_forms == []
+
+
+async def test_an_https_metadata_redirect_to_http_is_not_followed() -> None:
+    """https -> http on the same host and port is another origin: refused, nothing sent."""
+    clock = VirtualClock(START)
+    async with HostileAuthority(tls=True) as hostile, HostileAuthority() as plain:
+        insecure = hostile.base_url.replace("https://", "http://")
+        hostile.script("metadata", Answer(302, headers={"Location": f"{insecure}/x"}))
+        hostile.script("metadata", Answer(302, headers={"Location": f"{plain.base_url}/x"}))
+        assert hostile.client_ssl is not None
+        async with ConfidentialClientApplication(
+            CLIENT,
+            client_credential=SECRET,
+            authority=hostile.authority(),
+            clock=clock,
+            verify=hostile.client_ssl,
+        ) as app:
+            for _ in range(2):
+                with pytest.raises(MsalServiceError, match="redirect") as caught:
+                    await app.acquire_token_for_client(SCOPES)
+                assert caught.value.error == "invalid_response"
+            assert hostile.requests["metadata"] == 2
+            assert hostile.requests["token"] == 0
+            assert plain.requests == {}
+            result = await app.acquire_token_for_client(SCOPES)  # the next good answer
+            assert result.access_token == "good-access-token"
 
 
 async def test_a_same_origin_metadata_redirect_is_followed() -> None:
