@@ -12,6 +12,7 @@ the next good answer through (fetched, not a stale bad one).
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,8 @@ DEEP_OBJECT = b'{"a":' * 5_000 + b"1" + b"}" * 5_000
 JUST_TOO_DEEP = b'{"access_token":"at","expires_in":3600,"x":' + b"[" * 40 + b"]" * 40 + b"}"
 HUGE = b'{"access_token":"at","expires_in":3600,"pad":"' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
 DIGITS_400 = "9" * 400
+#: 16 MiB of JSON once inflated: the transport stops reading after 1 MiB.
+GZIP_BOMB = gzip.compress(b'{"access_token":"' + b"a" * (16 << 20) + b'","expires_in":3600}', 9)
 
 BAD_NUMBERS = {
     "Infinity": "Infinity",
@@ -153,6 +156,9 @@ CASES += [
     Case("token-body-deep-objects", token(DEEP_OBJECT)),
     Case("token-body-just-too-deep", token(JUST_TOO_DEEP)),
     Case("token-body-huge", token(HUGE)),
+    Case(
+        "token-body-gzip-bomb", once("token", Answer(200, GZIP_BOMB, {"Content-Encoding": "gzip"}))
+    ),
     Case(
         "token-body-html-200",
         once("token", Answer(200, b"<html>ok</html>", {"Content-Type": "text/html"})),
