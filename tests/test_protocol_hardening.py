@@ -135,6 +135,16 @@ def test_numeric_strings_and_floats_are_still_read() -> None:
     assert (parsed.expires_in, parsed.ext_expires_in, parsed.token_type) == (3599, 7200, "Bearer")
 
 
+def test_a_zero_optional_lifetime_is_no_hint_and_a_scope_list_is_read() -> None:
+    parsed = parse_token_response(
+        answer(
+            '{"access_token":"at","expires_in":60,"ext_expires_in":0,"refresh_in":"0",'
+            '"scope":["a","b"]}'
+        )
+    )
+    assert (parsed.ext_expires_in, parsed.refresh_in, parsed.scope) == (None, None, ("a", "b"))
+
+
 def test_http_200_with_an_error_is_that_error() -> None:
     with pytest.raises(MsalUiRequiredError) as caught:
         parse_token_response(answer('{"error":"invalid_grant","error_description":"AADSTS70000"}'))

@@ -44,8 +44,9 @@ def parse_token_response(response: HttpResponse, now: float = 0.0) -> TokenRespo
     well-formed token raises ``MsalServiceError("invalid_response")``: a body
     that is not bounded JSON (:mod:`._json`), an empty or non-string
     ``access_token``, an ``expires_in`` that is not a positive number of
-    seconds up to ten years, a present but malformed ``ext_expires_in`` or
-    ``refresh_in``, and a non-string ``token_type``, ``scope``,
+    seconds up to ten years, an ``ext_expires_in`` or ``refresh_in`` that is
+    present, not zero and malformed, a ``scope`` that is neither a string nor
+    a list of strings, and a non-string ``token_type``,
     ``refresh_token``, ``id_token``, ``client_info`` or ``foci``.
     """
     correlation_id = response.headers.get("client-request-id")
@@ -63,14 +64,13 @@ def parse_token_response(response: HttpResponse, now: float = 0.0) -> TokenRespo
     if expires_in is None:
         raise _invalid(response, "an expires_in that is not a positive number of seconds")
     token_type = _string(body, "token_type", response)
-    scope = _string(body, "scope", response)
     return TokenResponse(
         access_token=token,
         token_type=token_type or "Bearer",
         expires_in=expires_in,
         ext_expires_in=_optional_seconds(body, "ext_expires_in", response),
         refresh_in=_optional_seconds(body, "refresh_in", response),
-        scope=tuple(scope.split()) if scope else None,
+        scope=_scope(body, response),
         refresh_token=_string(body, "refresh_token", response),
         id_token=_string(body, "id_token", response),
         client_info=_string(body, "client_info", response),
@@ -89,10 +89,19 @@ def _string(body: dict[str, Any], name: str, response: HttpResponse) -> str | No
     return value
 
 
+def _scope(body: dict[str, Any], response: HttpResponse) -> tuple[str, ...] | None:
+    """The granted scopes: a space-separated string (RFC 6749), or a list of strings."""
+    value = body.get("scope")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = " ".join(value)
+    scope = _string({"scope": value}, "scope", response)
+    return tuple(scope.split()) if scope else None
+
+
 def _optional_seconds(body: dict[str, Any], name: str, response: HttpResponse) -> int | None:
-    """An optional lifetime: None when absent or null; present but malformed is invalid."""
+    """An optional lifetime: None when absent, null or zero; otherwise malformed is invalid."""
     value = body.get(name)
-    if value is None:
+    if value is None or (value in (0, "0") and not isinstance(value, bool)):
         return None
     seconds = json_seconds(value)
     if seconds is None:
