@@ -18,6 +18,7 @@ from aiomsal.integrations import aiohttp as aiohttp_auth
 from aiomsal.integrations import httpx as httpx_auth
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import SECRET
+from tests.web_server import serve as serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -58,12 +59,7 @@ async def serve(downstream: Downstream, redirect_to: Callable[[], str]) -> web.A
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    downstream.base_url = f"http://127.0.0.1:{port}"
+    runner, downstream.base_url = await serve_app(app)
     return runner
 
 

@@ -24,6 +24,7 @@ from aiomsal.integrations import aiohttp_web, fastapi
 from aiomsal.integrations.aiohttp import BearerTokenMiddleware, on_behalf_of
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import SECRET
+from tests.web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -60,15 +61,6 @@ def downstream_app(downstream: Downstream, validator: TokenValidator) -> web.App
     aiohttp_web.setup(app, validator)
     app.router.add_get("/inventory", inventory)
     return app
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 @dataclass

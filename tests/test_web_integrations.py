@@ -21,6 +21,7 @@ from aiomsal.integrations import aiohttp_web, fastapi, starlette
 from aiomsal.integrations._token_source import current_token
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import SECRET
+from tests.web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -127,15 +128,6 @@ def aiohttp_app(validator: TokenValidator, app: ConfidentialClientApplication) -
     web_app.router.add_get("/step-up", aiohttp_web.requires()(step_up))
     web_app.router.add_get("/public", public)
     return web_app
-
-
-async def serve(web_app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 async def test_aiohttp_web(
