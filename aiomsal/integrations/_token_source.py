@@ -154,10 +154,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def origin_of(url: URL) -> Origin | None:
-    """``(scheme, host, port)`` of an absolute URL, or None."""
-    if not url.is_absolute() or url.host is None or url.port is None:
+    """``(scheme, host, port)`` of an absolute URL (host lower-case, IDNA-encoded), or None."""
+    host, port = url.raw_host, url.port
+    if host is None or port is None:
         return None
-    return (url.scheme.lower(), url.host.lower().rstrip("."), url.port)
+    return (url.scheme, host, port)
 
 
 def origin_scopes(scopes_by_origin: Mapping[str, Sequence[str]]) -> dict[Origin, tuple[str, ...]]:

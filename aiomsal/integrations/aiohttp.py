@@ -25,7 +25,6 @@ from ._token_source import (
     client_credentials,
     current_token,
     on_behalf_of,
-    origin_of,
     origin_scopes,
     using_token,
 )
@@ -65,8 +64,8 @@ class BearerTokenMiddleware:
         return f"BearerTokenMiddleware({origins})"
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        origin = origin_of(request.url)
-        scopes = None if origin is None else self._origins.get(origin)
+        url = request.url
+        scopes = self._origins.get((url.scheme, url.raw_host, url.port))  # type: ignore[arg-type]
         if scopes is None:
             return await handler(request)
         token = await self._source(scopes, None)
