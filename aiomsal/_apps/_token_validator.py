@@ -35,6 +35,7 @@ from .._errors import (
 )
 from .._protocol._authority import Authority, AuthorityMetadata, parse_authority
 from .._protocol._http import HttpRequest
+from .._protocol._json import decode_json
 from .._protocol._token_validation import (
     TENANT_PLACEHOLDER,
     SigningKey,
@@ -354,8 +355,8 @@ class TokenValidator:
                     status=response.status,
                 )
             try:
-                keys = parse_jwks(response.json())
-            except (ValueError, RecursionError) as exc:
+                keys = parse_jwks(decode_json(response.body))
+            except ValueError as exc:
                 raise MsalServiceError("invalid_response", f"unusable JWKS: {exc}") from None
         except MsalError:
             self._counts["failures"] += 1
