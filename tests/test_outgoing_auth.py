@@ -209,6 +209,12 @@ def test_claims_are_read_from_challenges() -> None:
     assert read('Bearer error="insufficient_claims"') is None
     assert read(None) is None
     assert read('Bearer error="insufficient_claims", claims="%%%"') is None
+    # Both alphabets: this claims request encodes to "+" and "/" in standard base64.
+    claims = '{"access_token":{"acrs":{"value":"c?>~"}}}'
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(claims.encode()).decode()
+        assert ("+" in encoded or "/" in encoded) or encode is base64.urlsafe_b64encode
+        assert read(f'Bearer error="insufficient_claims", claims="{encoded}"') == claims
 
 
 # -- httpx ---------------------------------------------------------------------------------

@@ -135,9 +135,10 @@ def claims_from_challenge(www_authenticate: str | None) -> str | None:
     found = _CLAIMS.search(www_authenticate)
     if found is None:
         return None
-    encoded = found.group(1).strip()
+    # Entra sends standard base64; accept the URL-safe alphabet and missing padding too.
+    encoded = found.group(1).strip().rstrip("=").replace("-", "+").replace("_", "/")
     try:
-        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_")
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         text = raw.decode("utf-8")
     except (binascii.Error, ValueError):
         return None
