@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from aiomsal import ConfidentialClientApplication, MsalConfigurationError
+from aiomsal import ConfidentialClientApplication, MsalConfigurationError, MsalError
 from aiomsal.integrations import aiohttp as aiohttp_auth
 from aiomsal.integrations import httpx as httpx_auth
 from aiomsal.testing import FakeAuthority, VirtualClock
@@ -271,3 +271,40 @@ def test_httpx_auth_is_for_async_clients() -> None:
         pytest.raises(RuntimeError, match="AsyncClient"),
     ):
         client.get("https://api.contoso.com/")
+
+
+# -- token sources -------------------------------------------------------------------------
+
+
+async def test_an_azure_core_credential_is_a_token_source() -> None:
+    calls: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+
+    class Credential:
+        async def get_token(self, *scopes: str, **options: Any) -> Any:
+            calls.append((scopes, options))
+            return type("AccessToken", (), {"token": f"token-{len(calls)}"})()
+
+    source = aiohttp_auth.azure_credential(Credential())
+    assert await source(("https://vault.azure.net/.default",), None) == "token-1"
+    assert await source(("https://vault.azure.net/.default",), CLAIMS) == "token-2"
+    assert calls == [
+        (("https://vault.azure.net/.default",), {}),
+        (("https://vault.azure.net/.default",), {"claims": CLAIMS}),
+    ]
+    with pytest.raises(MsalConfigurationError):
+        aiohttp_auth.azure_credential(object())
+
+    class Empty:
+        async def get_token(self, *scopes: str, **options: Any) -> Any:
+            return None
+
+    with pytest.raises(MsalError, match="no token"):
+        await aiohttp_auth.azure_credential(Empty())(("s",), None)
+
+
+async def test_on_behalf_of_the_current_caller_needs_a_caller(
+    app: ConfidentialClientApplication,
+) -> None:
+    assert aiohttp_auth.current_token() is None
+    with pytest.raises(MsalError, match="protected request"):
+        await aiohttp_auth.on_behalf_of(app)(("api://x/.default",), None)

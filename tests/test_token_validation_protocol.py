@@ -121,3 +121,22 @@ def test_the_header_checks_need_no_key() -> None:
         read_header(f"{head}.{good.split('.', 1)[1]}")
     with pytest.raises(MsalInvalidTokenError, match="empty"):
         read_header(None)
+
+
+def test_entra_issuers_are_v2_and_v1_of_the_tenant_or_templates() -> None:
+    from aiomsal._apps._token_validator import _entra_issuers
+    from aiomsal._protocol._authority import parse_authority
+
+    tid = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    single = parse_authority("https://login.microsoftonline.com/contoso.onmicrosoft.com")
+    assert _entra_issuers(single, f"https://login.microsoftonline.com/{tid}/v2.0") == (
+        f"https://login.microsoftonline.com/{tid}/v2.0",
+        f"https://sts.windows.net/{tid}/",
+    )
+    multi = parse_authority("https://login.microsoftonline.com/organizations")
+    template = "https://login.microsoftonline.com/{tenantid}/v2.0"
+    assert _entra_issuers(multi, template) == (template, "https://sts.windows.net/{tenantid}/")
+    china = parse_authority(f"https://login.chinacloudapi.cn/{tid}")
+    assert _entra_issuers(china, f"https://login.chinacloudapi.cn/{tid}/v2.0")[1] == (
+        f"https://sts.chinacloudapi.cn/{tid}/"
+    )
