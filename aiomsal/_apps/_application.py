@@ -36,6 +36,8 @@ __all__ = ["ClientApplication"]
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
+#: Seconds a request to the authority may take (``timeout=None`` means this too).
+DEFAULT_TIMEOUT = 10.0
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
 
@@ -62,26 +64,30 @@ class ClientApplication:
     def __init__(
         self,
         client_id: str,
-        *,
         authority: str | None = None,
+        *,
         oidc_authority: str | None = None,
         instance_discovery: bool = True,
         http_session: aiohttp.ClientSession | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         verify: bool | str | ssl.SSLContext = True,
         clock: Clock | None = None,
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
-        client_capabilities: Sequence[str] = (),
+        client_capabilities: Sequence[str] | None = (),
         token_cache: SerializableTokenCache | None = None,
         cache_storage: CacheStorage | None = None,
         max_cache_entries: int | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
-        if timeout <= 0:
+        if timeout is None:  # MSAL's default; every wait here is bounded
+            timeout = DEFAULT_TIMEOUT
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
-        if isinstance(client_capabilities, str) or not all(
+        if client_capabilities is None:
+            client_capabilities = ()
+        if not isinstance(client_capabilities, (list, tuple, set, frozenset)) or not all(
             isinstance(c, str) and c for c in client_capabilities
         ):
             raise MsalConfigurationError("client_capabilities must be a list such as ['cp1']")
@@ -337,7 +343,9 @@ class ClientApplication:
         *,
         source: TokenSource,
         correlation_id: str | None = None,
+        response: TokenResponse | None = None,
     ) -> AuthenticationResult:
+        """The result of ``token``; with ``response``, also what the authority's answer said."""
         entry, identity = token.entry, token.identity
         return AuthenticationResult(
             access_token=entry.secret,
@@ -351,4 +359,9 @@ class ClientApplication:
             id_token_claims=identity.id_token_claims if identity else None,
             account=identity.account if identity else None,
             correlation_id=correlation_id,
+            expires_in=response.expires_in if response else None,
+            ext_expires_in=response.ext_expires_in if response else None,
+            refresh_token=response.refresh_token if response else None,
+            scope=" ".join(response.scope) if response and response.scope else None,
+            client_info=response.client_info if response else None,
         )

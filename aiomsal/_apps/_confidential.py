@@ -32,7 +32,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
     or :class:`ClientAssertion`, or any form MSAL Python accepts (a secret
     string, a ``{"private_key": ..., "public_certificate": ...}`` dict, a
     ``{"private_key_pfx_path": ...}`` dict, a ``{"client_assertion": ...}``
-    dict). Keys are loaded here, once; a malformed credential raises
+    dict). ``authority`` is the third positional parameter, as in MSAL. Keys
+    are loaded here, once; a malformed credential raises
     :class:`MsalConfigurationError` before any request.
     """
 
@@ -41,9 +42,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         self,
         client_id: str,
         client_credential: ClientCredential | str | dict[str, object],
+        authority: str | None = None,
         **options: Unpack[ApplicationOptions],
     ) -> None:
-        super().__init__(client_id, **options)
+        super().__init__(client_id, authority, **options)
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
@@ -147,7 +149,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
         self._app_tokens.put(token)
         return self._result(
-            token, source="identity_provider", correlation_id=response.correlation_id
+            token,
+            source="identity_provider",
+            correlation_id=response.correlation_id,
+            response=response,
         )
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:

@@ -26,16 +26,15 @@ __all__ = ["ApplicationOptions", "with_application_options"]
 class ApplicationOptions(TypedDict, total=False):
     """The keyword options of every application (see :class:`ClientApplication`)."""
 
-    authority: str | None
     oidc_authority: str | None
     instance_discovery: bool
     http_session: aiohttp.ClientSession | None
-    timeout: float
+    timeout: float | None
     verify: bool | str | ssl.SSLContext
     clock: Clock | None
     expiry_margin: float
     refresh_fraction: float
-    client_capabilities: Sequence[str]
+    client_capabilities: Sequence[str] | None
     token_cache: SerializableTokenCache | None
     cache_storage: CacheStorage | None
     max_cache_entries: int | None

@@ -113,7 +113,7 @@ def build_authorization_url(
     authorization_endpoint: str,
     *,
     client_id: str,
-    redirect_uri: str,
+    redirect_uri: str | None,
     scopes: Sequence[str],
     state: str | None = None,
     nonce: str | None = None,
@@ -151,9 +151,10 @@ def build_authorization_url(
     params: dict[str, str] = {
         "client_id": client_id,
         "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "scope": " ".join(scopes),
     }
+    if redirect_uri is not None:  # else the authority uses the registered one
+        params["redirect_uri"] = redirect_uri
+    params["scope"] = " ".join(scopes)
     optional = {
         "state": state,
         "nonce": nonce,
