@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .._cache._entries import AccessTokenKey
+from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._credentials import ClientCredential, credential_from_msal
@@ -154,6 +155,19 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             correlation_id=response.correlation_id,
             response=response,
         )
+
+    async def remove_tokens_for_client(self) -> None:
+        """Forget this application's own tokens (client credentials), as MSAL's method does.
+
+        User and on-behalf-of tokens stay. With a cache storage, the
+        partitions of the tenants whose tokens were held are deleted there too.
+        """
+        keys = [t.entry.key for t in self._app_tokens if t.entry.key.client_id == self.client_id]
+        for key in keys:
+            self._app_tokens.remove(key)
+        if self._persistence is not None:
+            for partition in sorted({partition_of(key) for key in keys}):
+                await self._persistence.forget(partition)
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
         return await self._credential.form_fields(
