@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -29,6 +29,7 @@ from .._statistics import CacheStatistics, Counters
 from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
+from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
 
 __all__ = ["ClientApplication"]
 
@@ -78,6 +79,16 @@ class ClientApplication:
         token_cache: SerializableTokenCache | None = None,
         cache_storage: CacheStorage | None = None,
         max_cache_entries: int | None = None,
+        validate_authority: bool = True,
+        proxies: Mapping[str, str] | None = None,
+        trust_env: bool = True,
+        app_name: str | None = None,
+        app_version: str | None = None,
+        exclude_scopes: Sequence[str] | None = None,
+        client_claims: Mapping[str, Any] | None = None,
+        azure_region: str | bool | None = None,
+        http_cache: object = None,
+        enable_pii_log: bool | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
@@ -102,11 +113,30 @@ class ClientApplication:
         self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
         self._counters = Counters()
         self._runner = TaskRunner()
+        # http_cache and enable_pii_log are MSAL's, accepted and unused: aiomsal keeps
+        # its authority metadata for the application's life and logs no personal data.
+        del http_cache, enable_pii_log
+        self._exclude_scopes = check_exclude_scopes(exclude_scopes)
+        #: Extra claims of this client's assertions, as canonical JSON ("" for none).
+        self._client_claims = check_client_claims(client_claims)
+        if not (azure_region is None or isinstance(azure_region, (str, bool))):
+            raise MsalConfigurationError("azure_region must be a region name, True, False or None")
+        #: MSAL's azure_region; confidential clients choose their region from it.
+        self._azure_region = azure_region
         self._transport = AiohttpTransport(
-            clock=self._clock, session=http_session, timeout=timeout, verify=verify
+            clock=self._clock,
+            session=http_session,
+            timeout=timeout,
+            verify=verify,
+            proxies=proxies,
+            trust_env=trust_env,
+            app_headers=app_headers(app_name, app_version),
         )
         self._resolver = AuthorityResolver(
-            self._transport, self._runner, instance_discovery=instance_discovery
+            self._transport,
+            self._runner,
+            instance_discovery=instance_discovery,
+            validate_authority=validate_authority,
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
@@ -182,6 +212,13 @@ class ClientApplication:
     def _check_open(self) -> None:
         if self._runner.closed:
             raise MsalError("the application is closed")
+
+    def _sent_scopes(self, wanted: UserScopes) -> tuple[str, ...]:
+        """What a user-flow request asks for: ``wanted`` plus the reserved scopes not excluded."""
+        sent = wanted.with_reserved
+        if self._exclude_scopes:
+            sent = tuple(s for s in sent if s not in self._exclude_scopes)
+        return sent
 
     def _target_authority(self, tenant: str | None) -> Authority:
         return self.authority if tenant is None else self.authority.with_tenant(tenant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,10 @@ from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
+from .._protocol._region import choose_region, regional_token_endpoint
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
+from .._transport._authority_resolver import ResolvedAuthority
 from ._application import MEMO_LIMIT, ClientApplication, RequestShape
 from ._device_code import DeviceCodeFlows
 from ._options import ApplicationOptions, with_application_options
@@ -48,6 +51,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
     ) -> None:
         super().__init__(client_id, authority, **options)
         self._credential = credential_from_msal(client_credential)
+        #: The region of client-credentials requests (MSAL's azure_region), or None.
+        self._region = choose_region(self._azure_region, os.environ, confidential=True)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
         self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
@@ -140,9 +145,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         token_endpoint = resolved.metadata.token_endpoint
         requested_at = self._clock.time()
         request = build_client_credentials_request(
-            token_endpoint,
+            self._regional(resolved, token_endpoint),
             client_id=self.client_id,
             scopes=scopes,
+            # The assertion's audience stays the global endpoint, as MSAL's does.
             client_auth=await self._client_auth(token_endpoint, requested_at),
             claims=claims,
         )
@@ -155,6 +161,12 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             correlation_id=response.correlation_id,
             response=response,
         )
+
+    def _regional(self, resolved: ResolvedAuthority, token_endpoint: str) -> str:
+        """Where a client-credentials request goes: the region's endpoint on Entra ID."""
+        if self._region is None or resolved.authority.kind != "aad":
+            return token_endpoint
+        return regional_token_endpoint(token_endpoint, self._region) or token_endpoint
 
     async def remove_tokens_for_client(self) -> None:
         """Forget this application's own tokens (client credentials), as MSAL's method does.
@@ -171,7 +183,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
         return await self._credential.form_fields(
-            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+            client_id=self.client_id,
+            token_endpoint=token_endpoint,
+            now=now,
+            extra_claims=self._client_claims,
         )
 
     # -- on-behalf-of --------------------------------------------------------------------
@@ -256,7 +271,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
                 endpoint,
                 client_id=self.client_id,
                 user_assertion=assertion,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 claims=merged,
             ),

@@ -48,7 +48,7 @@ class DeviceCodeFlows(UserFlowApplication):
         request = build_device_code_request(
             endpoint,
             client_id=self.client_id,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             claims=claims,
             client_auth=await self._client_auth(resolved.metadata.token_endpoint, now),
         )

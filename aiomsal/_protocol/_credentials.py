@@ -56,10 +56,15 @@ AssertionSource: TypeAlias = "str | Callable[[], str] | Callable[[], Awaitable[s
 
 @runtime_checkable
 class _FormCredential(Protocol):
-    """What the grant builders need of a credential: the fields of a token request."""
+    """What the grant builders need of a credential: the fields of a token request.
+
+    ``extra_claims`` (a JSON object, MSAL's ``client_claims``) goes into an
+    assertion this credential signs; secrets and assertions made elsewhere
+    have no place for it.
+    """
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
     ) -> dict[str, str]: ...
 
 
@@ -80,7 +85,7 @@ class ClientSecret:
         return "ClientSecret(secret=<redacted>)"
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
     ) -> dict[str, str]:
         return {"client_secret": self.secret}
 
@@ -250,9 +255,11 @@ class ClientCertificate:
         )
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
     ) -> dict[str, str]:
-        assertion = self._signer.assertion(client_id=client_id, audience=token_endpoint, now=now)
+        assertion = self._signer.assertion(
+            client_id=client_id, audience=token_endpoint, now=now, extra_claims=extra_claims
+        )
         return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
 
 
@@ -316,7 +323,7 @@ class ClientAssertion:
         return _clean_assertion(result)
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
     ) -> dict[str, str]:
         return {"client_assertion_type": JWT_BEARER, "client_assertion": await self._fetch()}
 

@@ -43,20 +43,9 @@ def typed_options(
     clock: Clock | None,
     cache_storage: CacheStorage | None,
     max_cache_entries: int | None,
+    trust_env: bool,
 ) -> ApplicationOptions:
     """The typed application's options for MSAL's constructor parameters."""
-    for name, value in (
-        ("proxies", proxies),
-        ("client_claims", client_claims),
-        ("app_name", app_name),
-        ("app_version", app_version),
-        ("azure_region", azure_region),
-        ("exclude_scopes", exclude_scopes),
-    ):
-        if value is not None:
-            raise unsupported(name)
-    if not validate_authority:
-        raise unsupported("validate_authority=False")
     return ApplicationOptions(
         oidc_authority=oidc_authority,
         instance_discovery=instance_discovery is not False,
@@ -68,16 +57,26 @@ def typed_options(
         token_cache=token_cache,
         cache_storage=cache_storage,
         max_cache_entries=max_cache_entries,
+        validate_authority=validate_authority,
+        proxies=proxies,
+        trust_env=trust_env,
+        app_name=app_name,
+        app_version=app_version,
+        exclude_scopes=exclude_scopes,
+        client_claims=client_claims,
+        azure_region=azure_region,
     )
 
 
 class ConfidentialClientApplication(MsalFace):
     """MSAL's ``ConfidentialClientApplication``: web apps, web APIs and daemons.
 
-    The parameters are MSAL's, in MSAL's order; ``clock``, ``cache_storage``
-    and ``max_cache_entries`` are aiomsal's, keyword-only. ``http_cache`` and
-    ``enable_pii_log`` are accepted and do nothing (aiomsal keeps no HTTP
-    cache and logs no personal data).
+    The parameters are MSAL's, in MSAL's order; ``clock``, ``cache_storage``,
+    ``max_cache_entries`` and ``trust_env`` (read ``HTTPS_PROXY`` /
+    ``NO_PROXY``, as requests does for MSAL) are aiomsal's, keyword-only.
+    ``http_cache`` and ``enable_pii_log`` are accepted and do nothing
+    (aiomsal keeps its authority metadata for the application's life and logs
+    no personal data).
     """
 
     application: TypedConfidential
@@ -108,6 +107,7 @@ class ConfidentialClientApplication(MsalFace):
         clock: Clock | None = None,
         cache_storage: CacheStorage | None = None,
         max_cache_entries: int | None = None,
+        trust_env: bool = True,
     ) -> None:
         if allow_broker:
             raise MsalConfigurationError(
@@ -133,6 +133,7 @@ class ConfidentialClientApplication(MsalFace):
             clock=clock,
             cache_storage=cache_storage,
             max_cache_entries=max_cache_entries,
+            trust_env=trust_env,
         )
         super().__init__(TypedConfidential(client_id, client_credential, authority, **options))
 
@@ -218,6 +219,7 @@ class PublicClientApplication(MsalFace):
         clock: Clock | None = None,
         cache_storage: CacheStorage | None = None,
         max_cache_entries: int | None = None,
+        trust_env: bool = True,
     ) -> None:
         if client_credential is not None:
             raise MsalConfigurationError("Public Client should not possess credentials")
@@ -256,6 +258,7 @@ class PublicClientApplication(MsalFace):
             clock=clock,
             cache_storage=cache_storage,
             max_cache_entries=max_cache_entries,
+            trust_env=trust_env,
         )
         super().__init__(TypedPublic(client_id, authority, **options))
 
