@@ -21,6 +21,7 @@ from .._concurrency._tasks import TaskRunner
 from .._errors import MsalConfigurationError, MsalError
 from .._protocol._authority import Authority, parse_authority
 from .._protocol._http import HttpRequest
+from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
 from .._protocol._token_response import TokenResponse, parse_token_response
@@ -384,6 +385,11 @@ class ClientApplication:
     ) -> AuthenticationResult:
         """The result of ``token``; with ``response``, also what the authority's answer said."""
         entry, identity = token.entry, token.identity
+        id_token = identity.id_token if identity else None
+        id_token_claims = identity.id_token_claims if identity else None
+        if id_token is None and response is not None and response.id_token:
+            # Not cached (on-behalf-of keeps none), but the answer had one: show it once.
+            id_token, id_token_claims = response.id_token, decode_id_token(response.id_token)
         return AuthenticationResult(
             access_token=entry.secret,
             token_type=entry.token_type,
@@ -392,8 +398,8 @@ class ClientApplication:
             scopes=entry.scopes,
             tenant_id=identity.tenant_id if identity else entry.key.realm or None,
             token_source=source,
-            id_token=identity.id_token if identity else None,
-            id_token_claims=identity.id_token_claims if identity else None,
+            id_token=id_token,
+            id_token_claims=id_token_claims,
             account=identity.account if identity else None,
             correlation_id=correlation_id,
             expires_in=response.expires_in if response else None,

@@ -74,8 +74,9 @@ class AuthCodeFlow:
             "scope": list(self.scopes),
             "nonce": self.nonce,
             "code_verifier": self.code_verifier,
-            "claims_challenge": self.claims,
         }
+        if self.claims is not None:  # as in MSAL's dict: only when there is one
+            data["claims_challenge"] = self.claims
         if self.max_age is not None:
             data["max_age"] = self.max_age
         return data

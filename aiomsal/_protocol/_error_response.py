@@ -70,6 +70,7 @@ def service_error_from_body(
         trace_id=optional_str(body.get("trace_id")),
         timestamp=optional_str(body.get("timestamp")),
         claims=optional_str(body.get("claims")),
+        error_uri=optional_str(body.get("error_uri")),
     )
 
 
@@ -99,5 +100,7 @@ def parse_error_response(response: HttpResponse, now: float = 0.0) -> MsalServic
             error_codes=error.error_codes,
             correlation_id=error.correlation_id,
             trace_id=error.trace_id,
+            timestamp=error.timestamp,
+            error_uri=error.error_uri,
         )
     return error

@@ -46,6 +46,7 @@ def error_dict(error: MsalServiceError) -> dict[str, Any]:
     if error.error_codes:
         data["error_codes"] = list(error.error_codes)
     optional = {
+        "error_uri": error.error_uri,
         "suberror": error.suberror,
         "claims": error.claims,
         "timestamp": error.timestamp,
