@@ -22,12 +22,11 @@ import anyio.to_thread
 import msal
 import pytest
 import requests
-import requests.adapters
 
 import aiomsal.msal as compat
 from aiomsal import PublicClientApplication as TypedPublic
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.helpers import SECRET, wait_until
+from tests.helpers import SECRET, NoUserRealm, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -60,21 +59,6 @@ VOLATILE_CLAIMS = frozenset({"iat", "nbf", "exp", "nonce", "uti", "aio"})
 #: Keys only aiomsal's dicts have (see the module docstring), or only MSAL's private ones.
 AIOMSAL_ONLY = frozenset({"refresh_on"})
 MSAL_ONLY = frozenset({"_correlation_id"})
-
-
-class NoUserRealm(requests.adapters.BaseAdapter):
-    """Answers MSAL's user realm discovery with 404, as hosts without it do."""
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        response = requests.Response()
-        response.status_code = 404
-        response.url = request.url or ""
-        response.request = request
-        response._content = b"{}"
-        return response
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

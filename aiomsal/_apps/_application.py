@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 import aiohttp
 
 from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from .._cache._environment import canonical_environment
 from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
@@ -25,8 +26,14 @@ from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
 from .._protocol._token_response import TokenResponse, parse_token_response
-from .._result import AuthenticationResult, TokenSource
+from .._result import Account, AuthenticationResult, TokenSource
 from .._statistics import CacheStatistics, Counters
+from .._storage._account_directory import (
+    directory_partition,
+    read_accounts,
+    with_account,
+    without_account,
+)
 from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
@@ -297,10 +304,32 @@ class ClientApplication:
             return await fetch()
         return await self._persistence.fetch_through(key, lookup, fetch, fresh=fresh)
 
-    async def _write_through(self, key: AccessTokenKey) -> None:
-        """Save the partition of ``key`` to the storage (after a sign-in)."""
+    async def _write_through(self, key: AccessTokenKey, account: Account | None = None) -> None:
+        """Save the partition of ``key`` to the storage (after a sign-in), and list ``account``."""
         if self._persistence is not None:
             await self._persistence.save(partition_of(key))
+            if account is not None:
+                await self._persistence.update_raw(
+                    self._directory(), lambda current: with_account(current, account)
+                )
+
+    def _directory(self) -> str:
+        """The storage partition listing the accounts signed in to this application."""
+        return directory_partition(self.client_id, canonical_environment(self.authority.host))
+
+    async def _stored_accounts(self, known: list[Account]) -> list[Account]:
+        """The accounts the storage lists that ``known`` lacks (none without a storage)."""
+        if self._persistence is None:
+            return []
+        seen = {(a.home_account_id, a.environment) for a in known}
+        stored = read_accounts(await self._persistence.load_raw(self._directory()))
+        return [a for a in stored if (a.home_account_id, a.environment) not in seen]
+
+    async def _unlist_account(self, home_account_id: str) -> None:
+        if self._persistence is not None:
+            await self._persistence.update_raw(
+                self._directory(), lambda current: without_account(current, home_account_id)
+            )
 
     def _cached(
         self, token: CachedToken | None, *, replacing: CachedToken | None = None

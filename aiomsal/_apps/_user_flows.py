@@ -57,8 +57,13 @@ class UserFlowApplication(ClientApplication):
     # -- accounts ------------------------------------------------------------------------
 
     async def get_accounts(self, username: str | None = None) -> list[Account]:
-        """The accounts signed in to this application (optionally one username's)."""
+        """The accounts signed in to this application (optionally one username's).
+
+        With a cache storage, also those another process (or an earlier run)
+        signed in: a restarted CLI finds its user.
+        """
         accounts = self._users.accounts()
+        accounts += await self._stored_accounts(accounts)
         if username is not None:
             wanted = username.lower()
             accounts = [a for a in accounts if (a.username or "").lower() == wanted]
@@ -72,6 +77,7 @@ class UserFlowApplication(ClientApplication):
         account = as_account(account)
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
+        await self._unlist_account(account.home_account_id)
         if self._persistence is not None:
             await self._persistence.forget(
                 user_partition(
@@ -404,7 +410,10 @@ class UserFlowApplication(ClientApplication):
             assertion_hash=assertion_hash,
         )
         if write_through:
-            await self._write_through(token.entry.key)
+            identity = token.identity
+            await self._write_through(
+                token.entry.key, None if assertion_hash or not identity else identity.account
+            )
         return self._result(
             token,
             source="identity_provider",

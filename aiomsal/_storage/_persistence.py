@@ -24,7 +24,7 @@ import anyio
 
 from .._cache._entries import AccessTokenKey
 from .._cache._partitions import partition_of
-from .._cache._storage import CacheStorage, DistributedLock
+from .._cache._storage import CacheStorage, DistributedLock, Merge
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
 from .._statistics import Counters
@@ -115,6 +115,14 @@ class CachePersistence:
             return SerializableTokenCache.merge_partition_blobs(current, ours, now=now)
 
         await self._call("save", self._storage.update(partition, merge, ttl=ttl))
+
+    async def load_raw(self, partition: str) -> bytes | None:
+        """A partition's stored value as it is (one the cache does not model)."""
+        return await self._call("load", self._storage.load(partition))
+
+    async def update_raw(self, partition: str, merge: Merge) -> None:
+        """Merge into a partition the cache does not model (kept until removed)."""
+        await self._call("save", self._storage.update(partition, merge))
 
     async def forget(self, partition: str) -> None:
         await self._call("delete", self._storage.update(partition, lambda _: None))
