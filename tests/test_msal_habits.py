@@ -185,17 +185,3 @@ async def test_device_flow_from_its_dict_and_a_clear_error_without_scopes(
     assert result.account is not None and result.account.username == ALICE
     assert result.scopes == ("User.Read",)
 
-
-def test_account_directory_values_merge_and_tolerate_junk() -> None:
-    from aiomsal._storage._account_directory import read_accounts, with_account, without_account
-
-    alice = Account("a.t", "login.microsoftonline.com", "t", ALICE, "a")
-    bob = Account("b.t", "login.microsoftonline.com", "t", "bob@contoso.com", "b")
-    both = with_account(with_account(None, alice), bob)
-    assert read_accounts(both) == [alice, bob] or read_accounts(both) == [bob, alice]
-    assert read_accounts(with_account(both, alice)).count(alice) == 1
-    assert read_accounts(without_account(both, "a.t")) == [bob]
-    assert without_account(with_account(None, alice), "a.t") is None  # empty: deleted
-    for junk in (b"", b"not json", b"[]", b'{"Account": []}', b'{"Account": {"k": {"x": 1}}}'):
-        assert read_accounts(junk) == []
-    assert read_accounts(with_account(b"garbage", alice)) == [alice]

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 import aiohttp
 
 from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
-from .._cache._environment import canonical_environment
+from .._cache._environment import cache_realm
 from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
@@ -26,14 +26,8 @@ from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
 from .._protocol._token_response import TokenResponse, parse_token_response
-from .._result import Account, AuthenticationResult, TokenSource
+from .._result import AuthenticationResult, TokenSource
 from .._statistics import CacheStatistics, Counters
-from .._storage._account_directory import (
-    directory_partition,
-    read_accounts,
-    with_account,
-    without_account,
-)
 from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
@@ -167,7 +161,10 @@ class ClientApplication:
         self._persistence = (
             None
             if cache_storage is None
-            else CachePersistence(cache_storage, self.token_cache, self._clock, self._counters)
+            else CachePersistence(
+                cache_storage, self.token_cache, self._clock, self._counters,
+                request_timeout=timeout,
+            )
         )
 
     def __repr__(self) -> str:
@@ -177,6 +174,9 @@ class ClientApplication:
     async def __aenter__(self: _App) -> _App:
         if self._runner.closed:
             raise MsalError("the application is closed")
+        if self._persistence is not None:
+            # A storage that cannot work (a wrong key, an unreadable path) says so now.
+            await self._persistence.check()
         return self
 
     async def __aexit__(
@@ -210,6 +210,7 @@ class ClientApplication:
             cached_tokens=self._cached_tokens(),
             storage_hits=c.storage_hits,
             storage_errors=c.storage_errors,
+            skipped_entries=c.skipped_entries,
         )
 
     def _cached_tokens(self) -> int:
@@ -236,8 +237,12 @@ class ClientApplication:
 
     @staticmethod
     def _realm(resolved: ResolvedAuthority) -> str:
-        """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
-        return resolved.authority.path.strip("/").split("/", 1)[0]
+        """The cache realm: the tenant segment, as MSAL does ("" for a generic OIDC issuer)."""
+        return cache_realm(resolved.authority)
+
+    def _scope_rules(self, authority: Authority) -> dict[str, bool]:
+        """How the scopes of ``authority`` compare: exactly off Entra ID (RFC 6749 section 3.3)."""
+        return {"entra": self._is_entra(authority), "case_sensitive": authority.kind == "oidc"}
 
     async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
         """Validate a user-token call's scopes and resolve its authority, once per shape."""
@@ -248,7 +253,7 @@ class ClientApplication:
         self._check_open()
         requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        wanted = user_scopes(requested, **self._scope_rules(authority))
         resolved = await self._resolver.resolve(authority)
         shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
         if len(self._shapes) >= MEMO_LIMIT:
@@ -304,32 +309,10 @@ class ClientApplication:
             return await fetch()
         return await self._persistence.fetch_through(key, lookup, fetch, fresh=fresh)
 
-    async def _write_through(self, key: AccessTokenKey, account: Account | None = None) -> None:
-        """Save the partition of ``key`` to the storage (after a sign-in), and list ``account``."""
+    async def _write_through(self, key: AccessTokenKey) -> None:
+        """Save the partition of ``key`` to the storage (after a sign-in)."""
         if self._persistence is not None:
             await self._persistence.save(partition_of(key))
-            if account is not None:
-                await self._persistence.update_raw(
-                    self._directory(), lambda current: with_account(current, account)
-                )
-
-    def _directory(self) -> str:
-        """The storage partition listing the accounts signed in to this application."""
-        return directory_partition(self.client_id, canonical_environment(self.authority.host))
-
-    async def _stored_accounts(self, known: list[Account]) -> list[Account]:
-        """The accounts the storage lists that ``known`` lacks (none without a storage)."""
-        if self._persistence is None:
-            return []
-        seen = {(a.home_account_id, a.environment) for a in known}
-        stored = read_accounts(await self._persistence.load_raw(self._directory()))
-        return [a for a in stored if (a.home_account_id, a.environment) not in seen]
-
-    async def _unlist_account(self, home_account_id: str) -> None:
-        if self._persistence is not None:
-            await self._persistence.update_raw(
-                self._directory(), lambda current: without_account(current, home_account_id)
-            )
 
     def _cached(
         self, token: CachedToken | None, *, replacing: CachedToken | None = None

@@ -38,7 +38,7 @@ class DeviceCodeFlows(UserFlowApplication):
             raise MsalConfigurationError(
                 "initiate_device_flow() needs scopes, such as ['User.Read']"
             )
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._resolver.resolve(self.authority)
         endpoint = resolved.metadata.device_authorization_endpoint
         if endpoint is None:
@@ -71,7 +71,7 @@ class DeviceCodeFlows(UserFlowApplication):
         if not isinstance(flow, DeviceFlow):
             flow = DeviceFlow.from_dict(flow)
         resolved = await self._resolver.resolve(self.authority)
-        wanted = user_scopes(flow.scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(flow.scopes, **self._scope_rules(self.authority))
         interval = flow.interval
         while True:
             await self._clock.sleep(interval)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._cache._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from .._cache._environment import canonical_environment
-from .._cache._partitions import user_partition
+from .._cache._partitions import user_partition, user_partition_prefix
 from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalServiceError, MsalUiRequiredError
 from .._protocol._auth_code import (
@@ -59,11 +59,15 @@ class UserFlowApplication(ClientApplication):
     async def get_accounts(self, username: str | None = None) -> list[Account]:
         """The accounts signed in to this application (optionally one username's).
 
-        With a cache storage, also those another process (or an earlier run)
-        signed in: a restarted CLI finds its user.
+        Only this application's: its client id's, or its family's (FOCI). With
+        a ``cache_storage`` that can list its partitions (``FileCacheStorage``,
+        ``RedisCacheStorage``), the accounts it holds for this client are
+        loaded first, so that a restarted tool finds its signed-in user.
         """
-        accounts = self._users.accounts()
-        accounts += await self._stored_accounts(accounts)
+        self._check_open()
+        if self._persistence is not None:
+            await self._persistence.load_listed(user_partition_prefix(self.client_id))
+        accounts = self._users.accounts(self.client_id)
         if username is not None:
             wanted = username.lower()
             accounts = [a for a in accounts if (a.username or "").lower() == wanted]
@@ -77,7 +81,6 @@ class UserFlowApplication(ClientApplication):
         account = as_account(account)
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
-        await self._unlist_account(account.home_account_id)
         if self._persistence is not None:
             await self._persistence.forget(
                 user_partition(
@@ -201,7 +204,7 @@ class UserFlowApplication(ClientApplication):
         back, then pass both to :meth:`acquire_token_by_auth_code_flow`.
         """
         self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._resolver.resolve(self.authority)
         return initiate_auth_code_flow(
             resolved.metadata.authorization_endpoint,
@@ -257,7 +260,7 @@ class UserFlowApplication(ClientApplication):
         the authority uses the application's registered one.
         """
         self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._resolver.resolve(self.authority)
         return build_authorization_url(
             resolved.metadata.authorization_endpoint,
@@ -308,7 +311,7 @@ class UserFlowApplication(ClientApplication):
     ) -> AuthenticationResult:
         wanted = user_scopes(
             [s for s in scopes if s.lower() not in ("openid", "profile", "offline_access")],
-            entra=self._is_entra(self.authority),
+            **self._scope_rules(self.authority),
         )
         return await self._redeem(
             None,
@@ -343,7 +346,7 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if not username or not password:
             raise MsalConfigurationError("username and password are required")
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._redeem(
             None,
             wanted,
@@ -367,7 +370,7 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if not isinstance(refresh_token, str) or not refresh_token:
             raise MsalConfigurationError("refresh_token must be a non-empty string")
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._redeem(
             None, wanted, None, self._refresh_grant(refresh_token, wanted), write_through=True
         )
@@ -410,10 +413,7 @@ class UserFlowApplication(ClientApplication):
             assertion_hash=assertion_hash,
         )
         if write_through:
-            identity = token.identity
-            await self._write_through(
-                token.entry.key, None if assertion_hash or not identity else identity.account
-            )
+            await self._write_through(token.entry.key)
         return self._result(
             token,
             source="identity_provider",

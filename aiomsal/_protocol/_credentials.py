@@ -64,7 +64,13 @@ class _FormCredential(Protocol):
     """
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]: ...
 
 
@@ -85,7 +91,13 @@ class ClientSecret:
         return "ClientSecret(secret=<redacted>)"
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
         return {"client_secret": self.secret}
 
@@ -108,7 +120,9 @@ class ClientCertificate:
     Name/Issuer authentication requires.
 
     A signed assertion lives 10 minutes and is reused for the same client and
-    token endpoint until fewer than 2 minutes of its life remain.
+    token endpoint until fewer than 2 minutes of its life remain, for Entra
+    authorities; a generic OpenID Connect authority gets a fresh assertion
+    (a new ``jti``) with every token request, as RFC 7523 replay checks demand.
     """
 
     __slots__ = ("_algorithm", "_send_chain", "_signer", "_thumbprint_sha1", "_thumbprint_sha256")
@@ -255,10 +269,26 @@ class ClientCertificate:
         )
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
+        """The client assertion fields; ``reuse=False`` signs a new assertion (a new ``jti``).
+
+        Entra accepts one assertion for several requests, so it is reused there;
+        a generic OpenID Connect authority may enforce RFC 7523's one-use ``jti``
+        (Okta, Keycloak), so the application asks for a fresh one per request.
+        """
         assertion = self._signer.assertion(
-            client_id=client_id, audience=token_endpoint, now=now, extra_claims=extra_claims
+            client_id=client_id,
+            audience=token_endpoint,
+            now=now,
+            reuse=reuse,
+            extra_claims=extra_claims,
         )
         return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
 
@@ -323,7 +353,13 @@ class ClientAssertion:
         return _clean_assertion(result)
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, extra_claims: str = ""
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
         return {"client_assertion_type": JWT_BEARER, "client_assertion": await self._fetch()}
 
