@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -12,7 +13,7 @@ import anyio
 import pytest
 
 import aiomsal.msal as msal
-from aiomsal import MsalConfigurationError, MsalSignInError
+from aiomsal import FileCacheStorage, MsalConfigurationError, MsalSignInError
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import SECRET, wait_until
 
@@ -222,6 +223,10 @@ async def test_msal_refusals(fake: FakeAuthority, caplog: pytest.LogCaptureFixtu
         msal.PublicClientApplication(PUBLIC, SECRET)
     with pytest.raises(ValueError, match="allow_broker"):
         msal.ConfidentialClientApplication(DAEMON, SECRET, allow_broker=True)
+    with pytest.raises(ValueError, match="not supported"):
+        await msal.ConfidentialClientApplication(
+            DAEMON, SECRET
+        ).acquire_token_by_user_federated_identity_credential(["s"], "assertion")
     with pytest.raises(ValueError, match="aiohttp"):
         msal.ConfidentialClientApplication(DAEMON, SECRET, http_client=object())
     with caplog.at_level(logging.WARNING, logger="aiomsal.msal"):
@@ -252,3 +257,24 @@ async def test_has_state_changed_is_settable(daemon: msal.ConfidentialClientAppl
     assert cache.has_state_changed
     cache.serialize()
     assert not cache.has_state_changed
+
+
+async def test_remove_tokens_for_client_also_empties_the_storage(
+    fake: FakeAuthority, clock: VirtualClock, tmp_path: Path
+) -> None:
+    def app() -> msal.ConfidentialClientApplication:
+        return msal.ConfidentialClientApplication(
+            DAEMON, SECRET, fake.authority("contoso"), clock=clock,
+            cache_storage=FileCacheStorage(tmp_path / "cache.json"),
+        )
+
+    async with app() as first:
+        await first.acquire_token_for_client(GRAPH_DEFAULT)
+    async with app() as second:  # a restart: the storage serves
+        hit = await second.acquire_token_for_client(GRAPH_DEFAULT)
+        assert hit["token_source"] == "cache"
+        await second.remove_tokens_for_client()
+    async with app() as third:
+        fresh = await third.acquire_token_for_client(GRAPH_DEFAULT)
+    assert fresh["token_source"] == "identity_provider"
+    assert len(fake.token_requests) == 2

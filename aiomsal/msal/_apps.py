@@ -180,6 +180,19 @@ class ConfidentialClientApplication(MsalFace):
         )
 
 
+    async def acquire_token_by_user_federated_identity_credential(
+        self,
+        scopes: Sequence[str],
+        assertion: str,
+        username: str | None = None,
+        user_object_id: str | None = None,
+        claims_challenge: str | None = None,
+        forwarded_client_claims: str | None = None,
+    ) -> dict[str, Any]:
+        """MSAL's ``user_fic`` grant, which aiomsal does not implement: a ``ValueError``."""
+        raise unsupported("acquire_token_by_user_federated_identity_credential (user_fic)")
+
+
 class PublicClientApplication(MsalFace):
     """MSAL's ``PublicClientApplication``: desktop tools, CLIs and devices.
 
