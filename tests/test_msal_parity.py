@@ -326,3 +326,45 @@ async def test_cache_serialize_deserialize(fake: FakeAuthority) -> None:
     assert hits[1]["token_source"] == "cache" and len(fake.token_requests) == sent
 
 
+
+
+# -- signatures ---------------------------------------------------------------------------
+
+
+
+
+def _params(fn: Any) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    import inspect
+
+    positional, keyword = [], {}
+    for p in list(inspect.signature(fn).parameters.values())[1:]:  # skip self
+        if p.kind is p.VAR_KEYWORD:
+            continue
+        if p.kind is p.KEYWORD_ONLY:
+            keyword[p.name] = p.default
+        else:
+            positional.append((p.name, p.default))
+    return positional, keyword
+
+
+@pytest.mark.parametrize("kind", ["ConfidentialClientApplication", "PublicClientApplication"])
+def test_names_positional_orders_and_defaults_are_msals(kind: str) -> None:
+    theirs, ours = getattr(msal, kind), getattr(compat, kind)
+    methods = ["__init__"] + [
+        name for name in dir(theirs)
+        if not name.startswith("_") and callable(getattr(theirs, name))
+    ]
+    for name in methods:
+        assert hasattr(ours, name), name
+        their_pos, their_kw = _params(getattr(theirs, name))
+        our_pos, our_kw = _params(getattr(ours, name))
+        if name == "__init__" and kind == "ConfidentialClientApplication":
+            # MSAL's subclass takes (client_id, client_credential, **kwargs): the base's order.
+            their_pos, their_kw = _params(msal.ClientApplication.__init__)
+        if name == "__init__" and kind == "PublicClientApplication":
+            base_pos, base_kw = _params(msal.ClientApplication.__init__)
+            their_kw = {**dict(base_pos[2:]), **base_kw, **their_kw}
+        assert our_pos[: len(their_pos)] == their_pos, name
+        assert all(
+            our_kw.get(k, dict(our_pos).get(k, "missing")) == v for k, v in their_kw.items()
+        ), name

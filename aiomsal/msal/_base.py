@@ -109,13 +109,20 @@ class MsalFace:
         authority: str | None = None,
         force_refresh: bool = False,
         claims_challenge: str | None = None,
+        forwarded_client_claims: str | None = None,
         auth_scheme: object = None,
     ) -> dict[str, Any] | None:
         """A result dict from the cache or the refresh token; None when neither serves."""
         if not account:
             return None
         result = await self.acquire_token_silent_with_error(
-            scopes, account, authority, force_refresh, claims_challenge, auth_scheme
+            scopes,
+            account,
+            authority,
+            force_refresh,
+            claims_challenge,
+            forwarded_client_claims,
+            auth_scheme,
         )
         return result if result and "error" not in result else None
 
@@ -126,6 +133,7 @@ class MsalFace:
         authority: str | None = None,
         force_refresh: bool = False,
         claims_challenge: str | None = None,
+        forwarded_client_claims: str | None = None,
         auth_scheme: object = None,
     ) -> dict[str, Any] | None:
         """As :meth:`acquire_token_silent`, but a failed refresh gives MSAL's error dict.
@@ -139,6 +147,8 @@ class MsalFace:
                 "We haven't decided how/if this method will accept authority parameter",
                 stacklevel=2,
             )
+        if forwarded_client_claims is not None:
+            raise unsupported("forwarded_client_claims")
         if auth_scheme is not None:
             raise MsalConfigurationError(AUTH_SCHEME_UNSUPPORTED)
         try:
@@ -229,8 +239,11 @@ class MsalFace:
         redirect_uri: str | None = None,
         nonce: str | None = None,
         claims_challenge: str | None = None,
+        forwarded_client_claims: str | None = None,
     ) -> dict[str, Any]:
         """Redeem an authorization code the application obtained itself."""
+        if forwarded_client_claims is not None:
+            raise unsupported("forwarded_client_claims")
         if redirect_uri is None:
             raise MsalConfigurationError("aiomsal needs the redirect_uri the code was sent to")
         return await self._token(
