@@ -155,9 +155,13 @@ async def test_authorization_url_second_positional_is_login_hint(
 
 async def test_none_defaults_are_accepted(fake: FakeAuthority) -> None:
     async with PublicClientApplication(
-        PUBLIC, fake.authority("organizations"), timeout=None, client_capabilities=None
+        PUBLIC, fake.authority("organizations"), timeout=None, client_capabilities=None,
+        instance_discovery=None,
     ) as app:
         assert app.client_capabilities == ()
+        await app.get_authorization_request_url(USER_READ)
+    # instance_discovery=None is MSAL's "on": the fake's discovery endpoint was asked.
+    assert fake.discovery_requests == 2
     for bad in ({"timeout": "10"}, {"timeout": 0}, {"client_capabilities": 5}):
         with pytest.raises(MsalConfigurationError):
             PublicClientApplication(PUBLIC, fake.authority("organizations"), **bad)

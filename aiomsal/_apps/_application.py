@@ -70,7 +70,7 @@ class ClientApplication:
         authority: str | None = None,
         *,
         oidc_authority: str | None = None,
-        instance_discovery: bool = True,
+        instance_discovery: bool | None = True,
         http_session: aiohttp.ClientSession | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         verify: bool | str | ssl.SSLContext = True,
@@ -137,7 +137,8 @@ class ClientApplication:
         self._resolver = AuthorityResolver(
             self._transport,
             self._runner,
-            instance_discovery=instance_discovery,
+            # None is MSAL's default, and means on.
+            instance_discovery=instance_discovery is not False,
             validate_authority=validate_authority,
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)

@@ -27,7 +27,7 @@ class ApplicationOptions(TypedDict, total=False):
     """The keyword options of every application (see :class:`ClientApplication`)."""
 
     oidc_authority: str | None
-    instance_discovery: bool
+    instance_discovery: bool | None
     http_session: aiohttp.ClientSession | None
     timeout: float | None
     verify: bool | str | ssl.SSLContext
