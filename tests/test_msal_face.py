@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -244,6 +245,12 @@ async def test_msal_refusals(fake: FakeAuthority, caplog: pytest.LogCaptureFixtu
             await app.acquire_token_silent(USER_READ, {"home_account_id": "h"}, auth_scheme=1)
         with pytest.raises(MsalConfigurationError):
             await app.acquire_token_by_username_password(ALICE, "pw", "User.Read")
+        bad_flow: Any
+        for bad_flow in (None, {"user_code": "x"}, "flow"):
+            with pytest.raises(MsalConfigurationError):
+                await app.acquire_token_by_device_flow(bad_flow, claims_challenge="{}")
+        with pytest.raises(MsalConfigurationError):
+            await app.acquire_token_silent(USER_READ, "alice")  # type: ignore[arg-type]
 
 
 async def test_has_state_changed_is_settable(daemon: msal.ConfidentialClientApplication) -> None:

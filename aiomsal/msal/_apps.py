@@ -346,6 +346,6 @@ class PublicClientApplication(MsalFace):
         Cancel it with an anyio cancel scope (MSAL's ``flow["expires_at"] = 0``
         does not stop it: the flow was read when the call began).
         """
-        if claims_challenge is not None:
+        if claims_challenge is not None and isinstance(flow, Mapping):
             flow = {**flow, "claims_challenge": claims_challenge}
         return await self._token(self.application.acquire_token_by_device_flow(flow))
