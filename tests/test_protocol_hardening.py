@@ -16,6 +16,7 @@ from aiomsal import (
     MsalUiRequiredError,
 )
 from aiomsal._protocol._authority import parse_authority, parse_metadata_response
+from aiomsal._protocol._claims import merge_claims
 from aiomsal._protocol._device_flow import parse_device_code_response
 from aiomsal._protocol._error_response import parse_error_response
 from aiomsal._protocol._http import HttpResponse
@@ -211,6 +212,12 @@ def test_a_device_code_answer_with_a_huge_interval_polls_at_the_default() -> Non
     body = '{"device_code":"d","user_code":"u","verification_uri":"https://x","expires_in":900,'
     flow = parse_device_code_response(answer(body + '"interval":1e300}'), now=NOW, scopes=("s",))
     assert flow.interval == 5.0
+
+
+def test_a_hostile_claims_challenge_is_a_configuration_error() -> None:
+    for challenge in (DEEP, '{"a":NaN}', '{"a":"\\ud800"}', b"{}", 5):
+        with pytest.raises(MsalConfigurationError, match="claims_challenge"):
+            merge_claims(challenge, ["cp1"])  # type: ignore[arg-type]
 
 
 # -- item 24: throttling -------------------------------------------------------------------
