@@ -3,8 +3,10 @@
 This is the only module of aiomsal that uses aiohttp's client. It sends
 :class:`~aiomsal._protocol._http.HttpRequest` values and returns
 :class:`~aiomsal._protocol._http.HttpResponse` values; it never interprets an answer
-beyond deciding whether to retry it once and whether to remember it as a
-throttling answer. Status errors are for the response parsers to raise.
+beyond deciding whether to retry it once, whether to remember it as a
+throttling answer, and whether a GET's redirect stays in its origin (the only
+redirects followed). It reads at most ``MAX_BODY_BYTES + 1`` bytes of a body.
+Status errors are for the response parsers to raise.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _DNS_CACHE_SECONDS = 300
 #: Redirects followed for one GET (each within the request's origin).
 _MAX_REDIRECTS = 3
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 _FAILURES: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
@@ -403,9 +406,6 @@ def _same_origin_location(url: str, location: str | None) -> str | None:
     except ValueError:
         return None
     return target if same else None
-
-
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
