@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -219,7 +219,7 @@ async def test_interactive_with_an_opener_and_the_launch_hook(
     assert launched == ["browser"]
 
 
-async def test_msal_refusals(fake: FakeAuthority, caplog: pytest.LogCaptureFixture) -> None:
+async def test_msal_refusals(fake: FakeAuthority) -> None:
     with pytest.raises(ValueError, match="credentials"):
         msal.PublicClientApplication(PUBLIC, SECRET)
     with pytest.raises(ValueError, match="allow_broker"):
@@ -230,15 +230,28 @@ async def test_msal_refusals(fake: FakeAuthority, caplog: pytest.LogCaptureFixtu
         ).acquire_token_by_user_federated_identity_credential(["s"], "assertion")
     with pytest.raises(ValueError, match="aiohttp"):
         msal.ConfidentialClientApplication(DAEMON, SECRET, http_client=object())
-    with caplog.at_level(logging.WARNING, logger="aiomsal.msal"):
-        app = msal.PublicClientApplication(
-            PUBLIC,
-            authority=fake.authority("organizations"),
-            enable_broker_on_windows=True,
-            http_cache={},
-            enable_pii_log=True,
+    here = {"win32": "windows", "darwin": "mac"}.get(sys.platform, "linux")
+    elsewhere = "windows" if here != "windows" else "linux"
+    flag: dict[str, Any] = {f"enable_broker_on_{here}": True}
+    other: dict[str, Any] = {f"enable_broker_on_{elsewhere}": True}
+    # MSAL raises ImportError when the broker runtime is missing on this platform.
+    with pytest.raises(ImportError, match="broker") as caught:
+        msal.PublicClientApplication(
+            PUBLIC, authority=fake.authority("organizations"), **flag
         )
-    assert "fallback to non-broker" in caplog.text
+    assert isinstance(caught.value, MsalConfigurationError)
+    # A flag for another platform, or for an authority no broker serves, is ignored.
+    msal.PublicClientApplication(
+        PUBLIC, authority="https://contoso.b2clogin.com/contoso.onmicrosoft.com/b2c_1_signin",
+        **flag,
+    )
+    app = msal.PublicClientApplication(
+        PUBLIC,
+        authority=fake.authority("organizations"),
+        http_cache={},
+        enable_pii_log=True,
+        **other,
+    )
     async with app:
         assert app.is_pop_supported() is False
         with pytest.raises(ValueError, match="broker"):

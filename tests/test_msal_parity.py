@@ -11,6 +11,7 @@ authority sends ``refresh_in``.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -368,3 +369,19 @@ def test_names_positional_orders_and_defaults_are_msals(kind: str) -> None:
         assert all(
             our_kw.get(k, dict(our_pos).get(k, "missing")) == v for k, v in their_kw.items()
         ), name
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the broker flag of this platform")
+async def test_a_broker_for_this_platform_fails_alike(fake: FakeAuthority) -> None:
+    def theirs() -> Any:
+        return msal.PublicClientApplication(
+            DESKTOP, authority=fake.authority("contoso"), http_client=http_for(fake),
+            instance_discovery=False, enable_broker_on_linux=True,
+        )
+
+    with pytest.raises(ImportError):
+        await anyio.to_thread.run_sync(theirs)
+    with pytest.raises(ImportError):
+        compat.PublicClientApplication(
+            DESKTOP, authority=fake.authority("contoso"), enable_broker_on_linux=True
+        )

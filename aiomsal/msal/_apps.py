@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 import warnings
 from collections.abc import Mapping, Sequence
@@ -16,12 +15,17 @@ from .._cache._storage import CacheStorage
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
 from .._errors import MsalConfigurationError, MsalServiceError
+from .._protocol._authority import parse_authority
 from ._base import MsalFace, http_session_of
-from ._dicts import AUTH_SCHEME_UNSUPPORTED, error_dict, unsupported
+from ._dicts import (
+    AUTH_SCHEME_UNSUPPORTED,
+    BrokerUnavailableError,
+    broker_requested,
+    error_dict,
+    unsupported,
+)
 
 __all__ = ["ConfidentialClientApplication", "PublicClientApplication"]
-
-logger = logging.getLogger("aiomsal.msal")
 
 
 def typed_options(
@@ -196,8 +200,9 @@ class ConfidentialClientApplication(MsalFace):
 class PublicClientApplication(MsalFace):
     """MSAL's ``PublicClientApplication``: desktop tools, CLIs and devices.
 
-    A broker (``enable_broker_on_*``) is unavailable here: MSAL's warning is
-    logged and the browser is used, as MSAL does where no broker exists.
+    There is no broker here: ``enable_broker_on_*`` for this platform raises
+    :class:`BrokerUnavailableError` (an ``ImportError``, as MSAL raises without
+    its broker runtime); a flag for another platform is ignored, as in MSAL.
     """
 
     application: TypedPublic
@@ -243,15 +248,19 @@ class PublicClientApplication(MsalFace):
                 DeprecationWarning,
                 stacklevel=2,
             )
-        if (
-            allow_broker
-            or enable_broker_on_windows
-            or enable_broker_on_mac
-            or enable_broker_on_linux
-            or enable_broker_on_wsl
-        ):
-            logger.warning(
-                "Broker is unavailable on this platform. We will fallback to non-broker."
+        wants_broker = broker_requested(
+            windows=enable_broker_on_windows,
+            mac=enable_broker_on_mac,
+            linux=enable_broker_on_linux,
+            wsl=enable_broker_on_wsl,
+            allow_broker=allow_broker,
+        )
+        kind = parse_authority(authority, oidc_authority=oidc_authority).kind
+        if wants_broker and kind in ("aad", "ciam"):  # MSAL uses no broker for the others
+            raise BrokerUnavailableError(
+                "a broker is not available in aiomsal (MSAL would need pymsalruntime, "
+                'pip install "msal[broker]"); sign in with acquire_token_interactive() '
+                "or the device flow"
             )
         options = typed_options(
             validate_authority=validate_authority,

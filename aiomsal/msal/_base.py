@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
@@ -24,8 +23,6 @@ from ._dicts import (
 )
 
 __all__ = ["MsalFace", "http_session_of"]
-
-logger = logging.getLogger("aiomsal.msal")
 
 _Face = TypeVar("_Face", bound="MsalFace")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from typing import Any
 
 from .._errors import MsalConfigurationError, MsalServiceError, MsalSignInError
@@ -9,6 +11,8 @@ from .._errors import MsalConfigurationError, MsalServiceError, MsalSignInError
 __all__ = [
     "AUTH_SCHEME_UNSUPPORTED",
     "AuthResponseError",
+    "BrokerUnavailableError",
+    "broker_requested",
     "error_dict",
     "silent_error_dict",
     "unsupported",
@@ -36,6 +40,28 @@ _QUIET_SUBERRORS = frozenset(
 class AuthResponseError(MsalSignInError, ValueError):
     """Raised when an authorization response does not belong to its flow (a ``ValueError``,
     as MSAL raises, and an :class:`~aiomsal.MsalSignInError`)."""
+
+
+class BrokerUnavailableError(MsalConfigurationError, ImportError):
+    """Raised when a broker is asked for on this platform: MSAL raises ``ImportError`` when
+    its broker runtime (pymsalruntime) is missing, and aiomsal has no broker."""
+
+
+def broker_requested(
+    *, windows: object, mac: object, linux: object, wsl: object, allow_broker: object
+) -> bool:
+    """Whether MSAL would use a broker on this platform for these ``enable_broker_on_*`` flags.
+
+    A flag for another platform is ignored, as MSAL ignores it.
+    """
+    release = platform.uname().release.lower()
+    on_wsl = sys.platform == "linux" and "microsoft" in release
+    return bool(
+        ((windows or allow_broker) and sys.platform == "win32")
+        or (mac and sys.platform == "darwin" and platform.machine() == "arm64")
+        or (linux and sys.platform == "linux")
+        or (wsl and on_wsl)
+    )
 
 
 def error_dict(error: MsalServiceError) -> dict[str, Any]:
