@@ -162,7 +162,10 @@ async def test_none_defaults_are_accepted(fake: FakeAuthority) -> None:
         await app.get_authorization_request_url(USER_READ)
     # instance_discovery=None is MSAL's "on": the fake's discovery endpoint was asked.
     assert fake.discovery_requests == 2
-    for bad in ({"timeout": "10"}, {"timeout": 0}, {"client_capabilities": 5}):
+    for bad in (
+        {"timeout": "10"}, {"timeout": 0}, {"timeout": float("inf")}, {"timeout": True},
+        {"client_capabilities": 5},
+    ):
         with pytest.raises(MsalConfigurationError):
             PublicClientApplication(PUBLIC, fake.authority("organizations"), **bad)
 

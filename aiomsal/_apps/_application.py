@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -96,8 +97,12 @@ class ClientApplication:
             raise MsalConfigurationError("client_id must be a non-empty string")
         if timeout is None:  # MSAL's default; every wait here is bounded
             timeout = DEFAULT_TIMEOUT
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise MsalConfigurationError("timeout must be a positive number of seconds")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
+            raise MsalConfigurationError("timeout must be a positive, finite number of seconds")
         if client_capabilities is None:
             client_capabilities = ()
         if not isinstance(client_capabilities, (list, tuple, set, frozenset)) or not all(
