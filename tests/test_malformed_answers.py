@@ -268,7 +268,7 @@ CASES += [
         once("token", Answer(200, b'{"access', mode="stall"), 2),
         MsalTransportError,
         None,
-        timeout=0.3,
+        timeout=0.5,
     ),
 ]
 
@@ -345,7 +345,7 @@ METADATA_CASES: list[Case] = [
         once("metadata", Answer(200, b"{", mode="stall"), 2),
         MsalTransportError,
         None,
-        timeout=0.3,
+        timeout=0.5,
     ),
     Case("oidc-metadata-not-json", meta(b"nope"), oidc=True),
     Case("oidc-metadata-deep", meta(DEEP_OBJECT), oidc=True),

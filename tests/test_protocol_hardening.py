@@ -16,6 +16,7 @@ from aiomsal import (
     MsalUiRequiredError,
 )
 from aiomsal._protocol._authority import parse_authority, parse_metadata_response
+from aiomsal._protocol._claims import merge_claims
 from aiomsal._protocol._device_flow import parse_device_code_response
 from aiomsal._protocol._error_response import parse_error_response
 from aiomsal._protocol._http import HttpResponse
@@ -26,6 +27,7 @@ from aiomsal._protocol._throttling import MAX_RETRY_AFTER, parse_retry_after
 from aiomsal._protocol._token_response import parse_token_response
 from aiomsal._transport._aiohttp_transport import _same_origin_location
 from aiomsal.testing import FakeAuthority, VirtualClock, generate_certificate
+from tests.hostile_authority import Answer, HostileAuthority
 
 NOW = 1_800_000_000.0
 DEEP = "[" * 50_000 + "]" * 50_000
@@ -213,6 +215,12 @@ def test_a_device_code_answer_with_a_huge_interval_polls_at_the_default() -> Non
     assert flow.interval == 5.0
 
 
+def test_a_hostile_claims_challenge_is_a_configuration_error() -> None:
+    for challenge in (DEEP, '{"a":NaN}', '{"a":"\\ud800"}', b"{}", 5):
+        with pytest.raises(MsalConfigurationError, match="claims_challenge"):
+            merge_claims(challenge, ["cp1"])  # type: ignore[arg-type]
+
+
 # -- item 24: throttling -------------------------------------------------------------------
 
 
@@ -298,3 +306,31 @@ async def test_client_assertions_are_fresh_per_request_for_oidc_authorities(oidc
         ]
     assert len(jtis) == 3
     assert len(set(jtis)) == (3 if oidc else 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("whenever", 5.0), ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER)],
+    ids=["unreadable", "year-9999"],
+)
+async def test_throttling_is_the_same_on_the_first_answer_and_on_its_replays(
+    retry_after: str, expected: float
+) -> None:
+    clock = VirtualClock(NOW)
+    async with HostileAuthority() as hostile:
+        hostile.script("token", Answer(503, b"", {"Retry-After": retry_after}))
+        async with ConfidentialClientApplication(
+            "svc", client_credential="secret-value", authority=hostile.authority(), clock=clock
+        ) as app:
+            waits = []
+            for _ in range(2):  # the answer, then its replay from memory
+                with pytest.raises(MsalThrottledError) as caught:
+                    await app.acquire_token_for_client(["api://x/.default"])
+                waits.append(caught.value.retry_after)
+            assert waits == [expected, expected]
+            assert hostile.requests["token"] == 1
+            await clock.advance(expected + 1)
+            result = await app.acquire_token_for_client(["api://x/.default"])
+            assert result.token_source == "identity_provider"
+            assert hostile.requests["token"] == 2

@@ -32,6 +32,7 @@ from aiomsal import (
 )
 from aiomsal.testing import FakeAuthority, VirtualClock, generate_certificate
 from tests.helpers import drive
+from tests.hostile_authority import Answer, HostileAuthority
 from tests.test_user_flows import browser
 
 pytestmark = pytest.mark.anyio
@@ -403,6 +404,24 @@ async def configuration_error_flows(fake: FakeAuthority, clock: VirtualClock, sc
         scan.errors.append(caught.value)
 
 
+async def hostile_metadata_flow(fake: FakeAuthority, clock: VirtualClock, scan: Scan) -> None:
+    """Endpoints with credentials in a (hostile) metadata document are refused unquoted."""
+    async with HostileAuthority() as hostile:
+        base = hostile.base_url.split("://", 1)[1]
+        for endpoint in (
+            f"http://admin:{URL_PASSWORD}@{base}/contoso/token",
+            f"ftp://{base}/token?sig={URL_SIGNATURE}",
+            f"http://{base}/token?sig={URL_SIGNATURE}#{URL_PASSWORD}",
+        ):
+            document = {**hostile.metadata("contoso"), "token_endpoint": endpoint}
+            hostile.script("metadata", Answer(body=json.dumps(document).encode()))
+            async with ConfidentialClientApplication(
+                SERVICE, client_credential=SECRET, authority=hostile.authority(), clock=clock
+            ) as app:
+                await scan.failing(app.acquire_token_for_client(SCOPES))
+        assert hostile.token_forms == []
+
+
 FLOWS: dict[str, Flow] = {
     "client-secret": client_secret_flow,
     "client-certificate": certificate_flow,
@@ -416,6 +435,7 @@ FLOWS: dict[str, Flow] = {
     "throttled": throttled_flow,
     "transport-failures": transport_failure_flows,
     "configuration-errors": configuration_error_flows,
+    "hostile-metadata": hostile_metadata_flow,
 }
 
 
@@ -430,7 +450,7 @@ async def test_no_secret_in_logs_errors_or_reprs(
     scanned = assert_clean(scan, logs)
     # The scan saw what it should: DEBUG lines of the requests, and secrets to look for.
     assert scanned > 0 and len(scan.secrets) >= 6
-    if name not in ("configuration-errors",):
+    if name != "configuration-errors":
         assert any("client-request-id" in line for line in logs.lines)
 
 
