@@ -297,15 +297,20 @@ async def test_the_claims_challenge_goes_to_cae_capable_clients_only(
         validator.claims_challenge(capable, "not json")
 
 
-async def test_no_keys_ever_is_a_503_and_the_next_call_tries_again(
-    fake: FakeAuthority, validator: TokenValidator
+async def test_no_keys_ever_is_a_503_and_a_later_call_tries_again(
+    fake: FakeAuthority, validator: TokenValidator, clock: VirtualClock
 ) -> None:
     fake.keys_outage = True
     with pytest.raises(MsalSigningKeysUnavailableError) as caught:
         await validator.validate(user_token(fake))
     assert caught.value.status == 503 and caught.value.headers() == {}
     fake.keys_outage = False
+    with pytest.raises(MsalSigningKeysUnavailableError, match="retrying shortly"):
+        await validator.validate(user_token(fake))  # not asked again at once
+    assert fake.keys_requests == 1  # (a 503 with Retry-After is not retried at once)
+    await clock.advance(5)
     await validator.validate(user_token(fake))
+    assert fake.keys_requests == 2
 
 
 async def test_configuration_errors_are_raised_at_construction(fake: FakeAuthority) -> None:
@@ -320,6 +325,12 @@ async def test_configuration_errors_are_raised_at_construction(fake: FakeAuthori
         {"key_refresh_interval": 1},
         {"unknown_key_cooldown": 0},
         {"max_cached_tokens": -1},
+        {"max_cached_tokens": True},
+        {"clock_skew": "300"},
+        {"key_refresh_interval": None},
+        {"allowed_tenants": [1]},
+        {"allowed_tenants": []},
+        {"allowed_tenants": 5},
     ):
         with pytest.raises(MsalConfigurationError):
             TokenValidator(API, authority=authority, **options)

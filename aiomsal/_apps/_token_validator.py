@@ -66,6 +66,10 @@ _V1_ISSUER_HOSTS = {
 }
 
 
+#: Seconds during which no first load is tried again after one failed.
+_LOAD_RETRY_SECONDS = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class TokenValidatorStatistics:
     """A snapshot of a validator's counters."""
@@ -139,22 +143,14 @@ class TokenValidator:
         self._issuers = tuple(issuers) if issuers is not None else None
         if self._issuers is not None and not all(isinstance(i, str) and i for i in self._issuers):
             raise MsalConfigurationError("issuers must be non-empty strings")
-        if isinstance(allowed_tenants, str):
-            raise MsalConfigurationError("allowed_tenants is a list of tenant ids")
-        self._allowed = (
-            None if allowed_tenants is None else frozenset(t.lower() for t in allowed_tenants)
-        )
-        if not 0 <= clock_skew <= 3600:
-            raise MsalConfigurationError("clock_skew must be between 0 and 3600 seconds")
-        if not key_refresh_interval >= 60:
-            raise MsalConfigurationError("key_refresh_interval must be at least 60 seconds")
-        if not unknown_key_cooldown >= 1:
-            raise MsalConfigurationError("unknown_key_cooldown must be at least 1 second")
-        if not (isinstance(max_cached_tokens, int) and max_cached_tokens >= 0):
+        self._allowed = _tenant_set(allowed_tenants)
+        self._skew = _seconds("clock_skew", clock_skew, 0, 3600)
+        self._refresh_interval = _seconds("key_refresh_interval", key_refresh_interval, 60, 86400)
+        self._cooldown = _seconds("unknown_key_cooldown", unknown_key_cooldown, 1, 86400)
+        if isinstance(max_cached_tokens, bool) or not (
+            isinstance(max_cached_tokens, int) and max_cached_tokens >= 0
+        ):
             raise MsalConfigurationError("max_cached_tokens must be a non-negative integer")
-        self._skew = float(clock_skew)
-        self._refresh_interval = float(key_refresh_interval)
-        self._cooldown = float(unknown_key_cooldown)
         self._max_cached = max_cached_tokens
         self._clock: Clock = clock or SystemClock()
         self._runner = TaskRunner()
@@ -174,6 +170,7 @@ class TokenValidator:
         self._metadata: AuthorityMetadata | None = None
         self._keys: dict[str, SigningKey] = {}
         self._last_key_fetch = float("-inf")
+        self._load_retry_at = float("-inf")
         self._refreshing = False
         #: Already-validated tokens, oldest first.
         self._validated: dict[str, ValidatedToken] = {}
@@ -322,11 +319,17 @@ class TokenValidator:
         """The policy, once the metadata and a first key set are loaded (coalesced)."""
         if self._policy is not None and self._keys:
             return self._policy
+        if self._clock.time() < self._load_retry_at:
+            raise MsalSigningKeysUnavailableError(
+                "the signing keys of the authority could not be fetched (retrying shortly)"
+            )
         try:
             await self._flights.run("keys", self._fetch_keys)
         except MsalError as exc:
             if self._policy is not None and self._keys:
                 return self._policy
+            # Not again for a few seconds: a down authority is not hammered by every request.
+            self._load_retry_at = self._clock.time() + _LOAD_RETRY_SECONDS
             raise MsalSigningKeysUnavailableError(
                 "the signing keys of the authority could not be fetched"
             ) from exc
@@ -397,6 +400,26 @@ class TokenValidator:
             clock_skew=self._skew,
             entra=entra,
         )
+
+
+def _tenant_set(tenants: object) -> frozenset[str] | None:
+    """The allow-list of tenant ids, lower-case (None: any tenant)."""
+    if tenants is None:
+        return None
+    try:
+        listed = [] if isinstance(tenants, str) else list(tenants)  # type: ignore[call-overload]
+    except TypeError:
+        listed = []
+    if not listed or not all(isinstance(t, str) and t for t in listed):
+        raise MsalConfigurationError("allowed_tenants is a non-empty list of tenant ids")
+    return frozenset(t.lower() for t in listed)
+
+
+def _seconds(name: str, value: object, low: float, high: float) -> float:
+    """A number of seconds between ``low`` and ``high``, or a configuration error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise MsalConfigurationError(f"{name} must be a number of seconds from {low:g} to {high:g}")
+    return float(value)
 
 
 def _entra_issuers(authority: Authority, metadata_issuer: str) -> tuple[str, ...]:
