@@ -194,6 +194,9 @@ async def test_origins_are_checked_at_construction(app: ConfidentialClientApplic
             aiohttp_auth.BearerTokenMiddleware(source, origins)
         with pytest.raises(MsalConfigurationError):
             httpx_auth.BearerTokenAuth(source, origins)
+    for module in (aiohttp_auth.BearerTokenMiddleware, httpx_auth.BearerTokenAuth):
+        with pytest.raises(MsalConfigurationError):
+            module(app, {"https://api.contoso.com": SCOPES})  # type: ignore[arg-type]
     for loopback in ("http://127.0.0.1:8080", "http://localhost", "http://[::1]:1"):
         aiohttp_auth.BearerTokenMiddleware(source, {loopback: SCOPES})
 

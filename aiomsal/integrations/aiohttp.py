@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 
+from .._errors import MsalConfigurationError
 from ._token_source import (
     TokenSource,
     azure_credential,
@@ -56,6 +57,10 @@ class BearerTokenMiddleware:
     """
 
     def __init__(self, source: TokenSource, scopes_by_origin: Mapping[str, Sequence[str]]) -> None:
+        if not callable(source):
+            raise MsalConfigurationError(
+                "source must be a token source: client_credentials(app), on_behalf_of(app), ..."
+            )
         self._source = source
         self._origins = origin_scopes(scopes_by_origin)
 

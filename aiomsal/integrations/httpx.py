@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 
 import httpx
 
+from .._errors import MsalConfigurationError
 from ._token_source import (
     TokenSource,
     azure_credential,
@@ -54,6 +55,10 @@ class BearerTokenAuth(httpx.Auth):
     """
 
     def __init__(self, source: TokenSource, scopes_by_origin: Mapping[str, Sequence[str]]) -> None:
+        if not callable(source):
+            raise MsalConfigurationError(
+                "source must be a token source: client_credentials(app), on_behalf_of(app), ..."
+            )
         self._source = source
         self._origins = origin_scopes(scopes_by_origin)
 
