@@ -193,6 +193,20 @@ async def test_keys_are_refreshed_in_the_background(
 
         await wait_until(refreshed)
     assert validator.statistics().key_fetches == 3
+    assert fake.discovery_requests == 3  # the metadata is read again with the keys
+
+
+async def test_a_failed_background_refresh_is_retried_after_the_cooldown(
+    fake: FakeAuthority, validator: TokenValidator, clock: VirtualClock
+) -> None:
+    await validator.validate(user_token(fake))
+    fake.keys_outage = True
+    await clock.advance(3600 * 1.1)
+    await wait_until(lambda: validator.statistics().key_fetch_failures == 1 and clock.sleepers == 1)
+    fake.keys_outage = False
+    await clock.advance(300 * 1.1)  # not another hour
+    await wait_until(lambda: fake.keys_requests == 3 and clock.sleepers == 1)
+    assert validator.statistics().key_fetch_failures == 1
 
 
 async def test_a_new_key_is_learnt_on_first_sight_of_its_kid(
