@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -34,18 +36,28 @@ __all__ = ["ClientApplication"]
 
 #: Authority kinds that follow Entra ID's scope rules.
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
+BEARER = "Bearer"
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
 
 
-class RequestShape(NamedTuple):
-    """What a user-token call's cache key needs besides the account or assertion."""
+@dataclasses.dataclass(slots=True, eq=False)
+class RequestShape:
+    """What a user-token call's cache key needs besides the account or assertion.
+
+    One per (scopes, tenant) of the calls made, memoized: ``renew`` is the
+    background renewal of the on-behalf-of tokens of this shape
+    (``renew(token, assertion)``), made once, so that a token's schedule
+    holds no per-user tuple.
+    """
 
     environment: str
     realm: str
     wanted: UserScopes
+    tenant: str | None = None
+    renew: Refresh | None = None
 
 _App = TypeVar("_App", bound="ClientApplication")
 
@@ -185,8 +197,11 @@ class ClientApplication:
 
     @staticmethod
     def _realm(resolved: ResolvedAuthority) -> str:
-        """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
-        return resolved.authority.path.strip("/").split("/", 1)[0]
+        """The cache realm: the first path segment of the authority (the tenant), as MSAL does.
+
+        Interned: the keys of one tenant share one string instead of one each.
+        """
+        return sys.intern(resolved.authority.path.strip("/").split("/", 1)[0])
 
     async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
         """Validate a user-token call's scopes and resolve its authority, once per shape."""
@@ -199,7 +214,7 @@ class ClientApplication:
         authority = self._target_authority(tenant)
         wanted = user_scopes(requested, entra=self._is_entra(authority))
         resolved = await self._resolver.resolve(authority)
-        shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
+        shape = RequestShape(resolved.environment, self._realm(resolved), wanted, tenant)
         if len(self._shapes) >= MEMO_LIMIT:
             self._shapes.clear()
         self._shapes[(tuple(requested), tenant)] = shape
@@ -230,7 +245,7 @@ class ClientApplication:
 
         A newer token another process stored is taken from the storage instead.
         """
-        key = token.entry.key
+        key = token.key
         if current(key) is not token:
             return
         await self._flights.run(
@@ -297,7 +312,8 @@ class ClientApplication:
             key=key,
             secret=response.access_token,
             scopes=scopes,
-            token_type=response.token_type,
+            # One string for the usual type, not one per token.
+            token_type=BEARER if response.token_type == BEARER else response.token_type,
             cached_at=cached_at,
             expires_on=expires_on,
             # The same int object when equal (the usual case): one less number per token.
@@ -316,20 +332,17 @@ class ClientApplication:
         )
 
     def _serve(self, token: CachedToken, refresh: Refresh, context: Any) -> AuthenticationResult:
-        """A cache hit: the prepared result; the first hit schedules the background refresh.
+        """A cache hit: the stored result; the first hit schedules the background refresh.
 
         ``refresh(token, context)`` renews the token; it is a method bound once per
         application, so a hit allocates nothing.
         """
         self._counters.hits += 1
         token.touched = True
-        result = token.result
-        if result is None:
-            result = token.result = self._result(token, source="cache")
         if not token.used:
             token.used = True
             self._refresher.schedule(token, refresh, context)
-        return result
+        return token.result
 
     @staticmethod
     def _result(
@@ -338,17 +351,7 @@ class ClientApplication:
         source: TokenSource,
         correlation_id: str | None = None,
     ) -> AuthenticationResult:
-        entry, identity = token.entry, token.identity
-        return AuthenticationResult(
-            access_token=entry.secret,
-            token_type=entry.token_type,
-            expires_on=entry.expires_on,
-            refresh_on=entry.refresh_on,
-            scopes=entry.scopes,
-            tenant_id=identity.tenant_id if identity else entry.key.realm or None,
-            token_source=source,
-            id_token=identity.id_token if identity else None,
-            id_token_claims=identity.id_token_claims if identity else None,
-            account=identity.account if identity else None,
-            correlation_id=correlation_id,
-        )
+        """The token's result as a cache hit returns it, or as a fetch returns it (``source``)."""
+        if source == "cache" and correlation_id is None:
+            return token.result
+        return dataclasses.replace(token.result, token_source=source, correlation_id=correlation_id)

@@ -126,7 +126,7 @@ def _at_key(fields: Fields) -> str:
 
 def access_token_fields(token: CachedToken) -> tuple[str, Fields]:
     """The key and fields of an access token."""
-    entry, key = token.entry, token.entry.key
+    entry, key = token.entry, token.key
     obo = key.user_assertion_hash
     home = key.home_account_id or (token.identity.home_account_id if token.identity else "")
     fields: Fields = {
