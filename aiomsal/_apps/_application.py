@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from .._cache._environment import cache_realm
 from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
@@ -135,7 +136,10 @@ class ClientApplication:
         self._persistence = (
             None
             if cache_storage is None
-            else CachePersistence(cache_storage, self.token_cache, self._clock, self._counters)
+            else CachePersistence(
+                cache_storage, self.token_cache, self._clock, self._counters,
+                request_timeout=timeout,
+            )
         )
 
     def __repr__(self) -> str:
@@ -145,6 +149,9 @@ class ClientApplication:
     async def __aenter__(self: _App) -> _App:
         if self._runner.closed:
             raise MsalError("the application is closed")
+        if self._persistence is not None:
+            # A storage that cannot work (a wrong key, an unreadable path) says so now.
+            await self._persistence.check()
         return self
 
     async def __aexit__(
@@ -178,6 +185,7 @@ class ClientApplication:
             cached_tokens=self._cached_tokens(),
             storage_hits=c.storage_hits,
             storage_errors=c.storage_errors,
+            skipped_entries=c.skipped_entries,
         )
 
     def _cached_tokens(self) -> int:
@@ -197,11 +205,15 @@ class ClientApplication:
 
     @staticmethod
     def _realm(resolved: ResolvedAuthority) -> str:
-        """The cache realm: the first path segment of the authority (the tenant), as MSAL does.
+        """The cache realm: the tenant segment, as MSAL does ("" for a generic OIDC issuer).
 
         Interned: the keys of one tenant share one string instead of one each.
         """
-        return sys.intern(resolved.authority.path.strip("/").split("/", 1)[0])
+        return sys.intern(cache_realm(resolved.authority))
+
+    def _scope_rules(self, authority: Authority) -> dict[str, bool]:
+        """How the scopes of ``authority`` compare: exactly off Entra ID (RFC 6749 section 3.3)."""
+        return {"entra": self._is_entra(authority), "case_sensitive": authority.kind == "oidc"}
 
     async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
         """Validate a user-token call's scopes and resolve its authority, once per shape."""
@@ -212,7 +224,7 @@ class ClientApplication:
         self._check_open()
         requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        wanted = user_scopes(requested, **self._scope_rules(authority))
         resolved = await self._resolver.resolve(authority)
         shape = RequestShape(resolved.environment, self._realm(resolved), wanted, tenant)
         if len(self._shapes) >= MEMO_LIMIT:

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 from .._errors import MsalServiceError
 from ._authority import Authority
-from ._error_response import decode_json_object, service_error_from_body
+from ._error_response import decode_json_object, redirect_note, service_error_from_body
 from ._http import HttpRequest, HttpResponse
 
 __all__ = [
@@ -139,7 +139,7 @@ def parse_instance_discovery_response(
         raise MsalServiceError(
             "invalid_response",
             f"The instance discovery endpoint of {host!r} answered HTTP {response.status}"
-            " without a JSON object.",
+            f" without a JSON object{redirect_note(response)}.",
             status=response.status,
         )
     entries = body.get("metadata", [])
