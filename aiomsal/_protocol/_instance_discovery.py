@@ -148,8 +148,23 @@ def parse_instance_discovery_response(
     for entry in entries:
         metadata = _metadata_entry(entry, host, response.status)
         if host in metadata.aliases:
-            return metadata
+            return _confined(metadata, host)
     return InstanceMetadata(host, host, frozenset({host}))
+
+
+def _confined(metadata: InstanceMetadata, host: str) -> InstanceMetadata:
+    """Keep only what a host outside the built-in clouds may say about itself.
+
+    The built-in clouds' alias groups are fixed, so a host that needed
+    discovery cannot be one of their aliases: an answer that names one (to
+    share the public cloud's cache entries, or to send requests there) loses
+    that alias, and a preferred host outside what is left falls back to
+    ``host`` itself.
+    """
+    aliases = frozenset(a for a in metadata.aliases if a not in KNOWN_AUTHORITY_HOSTS) | {host}
+    network = metadata.preferred_network if metadata.preferred_network in aliases else host
+    cache = metadata.preferred_cache if metadata.preferred_cache in aliases else host
+    return InstanceMetadata(network, cache, aliases)
 
 
 def _metadata_entry(entry: object, host: str, status: int) -> InstanceMetadata:
