@@ -30,9 +30,7 @@ from aiomsal import (
 )
 from aiomsal._cache._storage import Merge
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.conftest import require_redis_server
 from tests.redis_server import RedisServer
-from tests.redis_server import redis_server as start_redis_server
 
 pytestmark = pytest.mark.anyio
 
@@ -41,13 +39,6 @@ SECRET = "faulty-storage-secret"
 SCOPE = "api://res/.default"
 KEY_ONE = b"1" * 32
 KEY_TWO = b"2" * 32
-
-
-@pytest.fixture(scope="module")
-def shared_redis() -> Iterator[RedisServer]:
-    require_redis_server()
-    with start_redis_server() as server:
-        yield server
 
 
 @pytest.fixture
