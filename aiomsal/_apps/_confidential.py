@@ -151,8 +151,12 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         )
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        # Entra accepts an assertion again; a generic OIDC authority may refuse a seen jti.
         return await self._credential.form_fields(
-            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+            client_id=self.client_id,
+            token_endpoint=token_endpoint,
+            now=now,
+            reuse=self._is_entra(self.authority),
         )
 
     # -- on-behalf-of --------------------------------------------------------------------
