@@ -443,3 +443,22 @@ async def test_a_poisoned_entry_in_a_signed_in_users_partition_is_skipped(
             silent = await restarted.acquire_token_silent(["User.Read"], account)
             assert silent is not None and silent.access_token == signed.access_token
     assert len(fake.token_requests) == 1
+
+
+@pytest.mark.parametrize("password", [None, "not-the-password"], ids=["none", "wrong"])
+async def test_redis_refusing_the_credentials_is_a_configuration_error(
+    password: str | None, fake: FakeAuthority
+) -> None:
+    from tests.conftest import require_redis_server
+    from tests.redis_server import redis_server
+
+    require_redis_server()
+    with redis_server(password="the-right-one") as server:
+        auth = f":{password}@" if password else ""
+        url = f"redis://{auth}127.0.0.1:{server.port}/0"
+        with anyio.fail_after(5), pytest.raises(MsalConfigurationError) as caught:
+            async with app_of(fake, RedisCacheStorage(url)):
+                pass
+        assert "refused" in str(caught.value)
+        assert "not-the-password" not in str(caught.value)
+    assert fake.token_requests == []

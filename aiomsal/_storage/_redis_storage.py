@@ -29,13 +29,25 @@ try:
     import redis.asyncio
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        NoPermissionError,
+        RedisError,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("RedisCacheStorage needs redis-py: pip install 'aiomsal[redis]'") from exc
 
 from .._cache._storage import Merge
 from .._errors import MsalConfigurationError, MsalTransportError
-from ._redis_pipeline import Queue, TurnBatcher, Write, commit_writes, send_commands
+from ._redis_pipeline import (
+    BatchFailed,
+    Queue,
+    TurnBatcher,
+    Write,
+    commit_writes,
+    send_commands,
+)
 
 __all__ = ["RedisCacheStorage"]
 
@@ -53,6 +65,9 @@ _MAX_CONNECTIONS = 64
 
 #: The most partition names one partitions() call returns.
 _MAX_LISTED = 10_000
+
+#: What Redis answers to wrong credentials or rights: a configuration error.
+_REFUSED = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError)
 
 #: What a Redis call raises when the server is unreachable, slow or refuses.
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -218,6 +233,13 @@ class RedisCacheStorage:
                 f"Redis {operation} on {self._server} timed out after {self._timeout:g}s"
             ) from exc
         except _FAILURES as exc:
+            cause = exc.__cause__ if isinstance(exc, BatchFailed) else exc
+            if isinstance(cause, _REFUSED):
+                # No retry helps: the credentials or the user's rights are wrong.
+                raise MsalConfigurationError(
+                    f"Redis {operation} on {self._server} was refused: "
+                    f"{self._describe(cause)} (check the password and the user's ACL)"
+                ) from None
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} failed: {self._describe(exc)}"
             ) from exc
