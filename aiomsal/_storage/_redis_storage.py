@@ -155,7 +155,7 @@ class RedisCacheStorage:
     async def load(self, partition: str) -> bytes | None:
         """The stored value of ``partition``, or None."""
         key = self._prefix + partition
-        async with self._operation("load"):
+        async with self._operation("load", timed=False):
             value = await self._commands.submit(lambda pipe: pipe.get(key))
         return _as_bytes(value)
 
@@ -167,7 +167,7 @@ class RedisCacheStorage:
         then; None keeps it, and zero or less deletes it.
         """
         # Waiting for a connection is no Redis operation; the batch's transaction is.
-        async with self._operation("update"):
+        async with self._operation("update", timed=False):
             await self._writes.submit(Write(self._prefix + partition, merge, ttl))
 
     async def partitions(self, prefix: str) -> list[str]:
@@ -203,14 +203,14 @@ class RedisCacheStorage:
         token = secrets.token_hex(16)
         px = max(1, math.ceil(ttl * 1000)) if math.isfinite(ttl) else None
         key = self._lock_key(name)
-        async with self._operation("try_lock"):
+        async with self._operation("try_lock", timed=False):
             taken = await self._commands.submit(lambda pipe: pipe.set(key, token, nx=True, px=px))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
         """Release the lock ``name`` if ``token`` still holds it; otherwise do nothing."""
         key = self._lock_key(name)
-        async with self._operation("unlock"):
+        async with self._operation("unlock", timed=False):
             await self._commands.submit(
                 lambda pipe: self._unlock_script(keys=[key], args=[token], client=pipe)
             )
@@ -221,12 +221,16 @@ class RedisCacheStorage:
         return f"{self._prefix}lock:{name}"
 
     @asynccontextmanager
-    async def _operation(self, operation: str) -> AsyncIterator[None]:
-        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError."""
+    async def _operation(self, operation: str, *, timed: bool = True) -> AsyncIterator[None]:
+        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError.
+
+        ``timed=False``: the block is a batched call, whose batch bounds its own round
+        trip (the wait for a connection before it does not count).
+        """
         if self._closed:
             raise MsalTransportError(f"Redis {operation} on {self._server}: the storage is closed")
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(self._timeout if timed else math.inf):
                 yield
         except TimeoutError as exc:
             raise MsalTransportError(
