@@ -301,6 +301,9 @@ class _Loader:
             self.leftovers.fields[(section, key[0])] = (secret, extras)
 
     def load(self, document: Mapping[str, Any]) -> LoadCount:
+        self.skipped += sum(
+            name in SECTIONS and not isinstance(value, dict) for name, value in document.items()
+        )  # a section that is no object: kept as read (deserialize), but counted
         if self.keep:
             for name, value in document.items():
                 if name not in SECTIONS or not isinstance(value, dict):

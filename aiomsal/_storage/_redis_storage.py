@@ -29,13 +29,25 @@ try:
     import redis.asyncio
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        NoPermissionError,
+        RedisError,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("RedisCacheStorage needs redis-py: pip install 'aiomsal[redis]'") from exc
 
 from .._cache._storage import Merge
 from .._errors import MsalConfigurationError, MsalTransportError
-from ._redis_pipeline import Queue, TurnBatcher, Write, commit_writes, send_commands
+from ._redis_pipeline import (
+    BatchFailed,
+    Queue,
+    TurnBatcher,
+    Write,
+    commit_writes,
+    send_commands,
+)
 
 __all__ = ["RedisCacheStorage"]
 
@@ -53,6 +65,9 @@ _MAX_CONNECTIONS = 64
 
 #: The most partition names one partitions() call returns.
 _MAX_LISTED = 10_000
+
+#: What Redis answers to wrong credentials or rights: a configuration error.
+_REFUSED = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError)
 
 #: What a Redis call raises when the server is unreachable, slow or refuses.
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -140,7 +155,7 @@ class RedisCacheStorage:
     async def load(self, partition: str) -> bytes | None:
         """The stored value of ``partition``, or None."""
         key = self._prefix + partition
-        async with self._operation("load"):
+        async with self._operation("load", timed=False):
             value = await self._commands.submit(lambda pipe: pipe.get(key))
         return _as_bytes(value)
 
@@ -152,7 +167,7 @@ class RedisCacheStorage:
         then; None keeps it, and zero or less deletes it.
         """
         # Waiting for a connection is no Redis operation; the batch's transaction is.
-        async with self._operation("update"):
+        async with self._operation("update", timed=False):
             await self._writes.submit(Write(self._prefix + partition, merge, ttl))
 
     async def partitions(self, prefix: str) -> list[str]:
@@ -188,14 +203,14 @@ class RedisCacheStorage:
         token = secrets.token_hex(16)
         px = max(1, math.ceil(ttl * 1000)) if math.isfinite(ttl) else None
         key = self._lock_key(name)
-        async with self._operation("try_lock"):
+        async with self._operation("try_lock", timed=False):
             taken = await self._commands.submit(lambda pipe: pipe.set(key, token, nx=True, px=px))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
         """Release the lock ``name`` if ``token`` still holds it; otherwise do nothing."""
         key = self._lock_key(name)
-        async with self._operation("unlock"):
+        async with self._operation("unlock", timed=False):
             await self._commands.submit(
                 lambda pipe: self._unlock_script(keys=[key], args=[token], client=pipe)
             )
@@ -206,18 +221,29 @@ class RedisCacheStorage:
         return f"{self._prefix}lock:{name}"
 
     @asynccontextmanager
-    async def _operation(self, operation: str) -> AsyncIterator[None]:
-        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError."""
+    async def _operation(self, operation: str, *, timed: bool = True) -> AsyncIterator[None]:
+        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError.
+
+        ``timed=False``: the block is a batched call, whose batch bounds its own round
+        trip (the wait for a connection before it does not count).
+        """
         if self._closed:
             raise MsalTransportError(f"Redis {operation} on {self._server}: the storage is closed")
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(self._timeout if timed else math.inf):
                 yield
         except TimeoutError as exc:
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} timed out after {self._timeout:g}s"
             ) from exc
         except _FAILURES as exc:
+            cause = exc.__cause__ if isinstance(exc, BatchFailed) else exc
+            if isinstance(cause, _REFUSED):
+                # No retry helps: the credentials or the user's rights are wrong.
+                raise MsalConfigurationError(
+                    f"Redis {operation} on {self._server} was refused: "
+                    f"{self._describe(cause)} (check the password and the user's ACL)"
+                ) from None
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} failed: {self._describe(exc)}"
             ) from exc
