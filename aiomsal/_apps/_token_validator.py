@@ -207,6 +207,7 @@ class TokenValidator:
         await self._transport.aclose()
 
     def statistics(self) -> TokenValidatorStatistics:
+        """The validator's counters: validations, cache hits, refusals, key fetches."""
         c = self._counts
         return TokenValidatorStatistics(
             validated=c["validated"],
