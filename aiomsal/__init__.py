@@ -10,6 +10,7 @@ at a million.
 from typing import TYPE_CHECKING, Any
 
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
+from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
 from ._apps._public import PublicClientApplication as PublicClientApplication
 from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
@@ -27,6 +28,13 @@ from ._protocol._credentials import ClientAssertion as ClientAssertion
 from ._protocol._credentials import ClientCertificate as ClientCertificate
 from ._protocol._credentials import ClientSecret as ClientSecret
 from ._protocol._device_flow import DeviceFlow as DeviceFlow
+from ._protocol._managed_identity._ids import (
+    SystemAssignedManagedIdentity as SystemAssignedManagedIdentity,
+)
+from ._protocol._managed_identity._ids import (
+    UserAssignedManagedIdentity as UserAssignedManagedIdentity,
+)
+from ._protocol._managed_identity._retry import ImdsRetryPolicy as ImdsRetryPolicy
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
@@ -59,6 +67,8 @@ __all__ = [
     "ConfidentialClientApplication",
     "DeviceFlow",
     "FileCacheStorage",
+    "ImdsRetryPolicy",
+    "ManagedIdentityClient",
     "MsalConfigurationError",
     "MsalError",
     "MsalServiceError",
@@ -69,6 +79,8 @@ __all__ = [
     "PublicClientApplication",
     "RedisCacheStorage",
     "SerializableTokenCache",
+    "SystemAssignedManagedIdentity",
     "SystemClock",
+    "UserAssignedManagedIdentity",
     "__version__",
 ]

@@ -20,6 +20,8 @@ def test_the_public_api_is_pinned() -> None:
         "ConfidentialClientApplication",
         "DeviceFlow",
         "FileCacheStorage",
+        "ImdsRetryPolicy",
+        "ManagedIdentityClient",
         "MsalConfigurationError",
         "MsalError",
         "MsalServiceError",
@@ -30,7 +32,9 @@ def test_the_public_api_is_pinned() -> None:
         "PublicClientApplication",
         "RedisCacheStorage",
         "SerializableTokenCache",
+        "SystemAssignedManagedIdentity",
         "SystemClock",
+        "UserAssignedManagedIdentity",
         "__version__",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)

@@ -72,7 +72,9 @@ class AiohttpTransport:
     answered with a 5xx without ``Retry-After`` is sent once more after
     ``retry_backoff`` seconds (plus up to half as much jitter) of ``clock``
     time. Throttling answers are remembered in ``throttle`` and replayed
-    without a request until their time has passed.
+    without a request until their time has passed. ``retry_once=False`` leaves
+    retries to the caller (managed identity's own schedule); ``connect_timeout``
+    bounds each connection attempt; ``trust_env=False`` ignores proxy variables.
     """
 
     def __init__(
@@ -85,6 +87,9 @@ class AiohttpTransport:
         retry_backoff: float = 0.5,
         throttle: ThrottleMemory | None = None,
         user_agent: str | None = None,
+        retry_once: bool = True,
+        connect_timeout: float | None = None,
+        trust_env: bool = True,
     ) -> None:
         if not timeout > 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
@@ -93,7 +98,9 @@ class AiohttpTransport:
         self._clock = clock
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._retry_once = retry_once
+        self._trust_env = trust_env
         self._timeout_seconds = timeout
         self._ssl = _ssl_setting(verify)
         self._retry_backoff = retry_backoff
@@ -148,9 +155,14 @@ class AiohttpTransport:
                 correlation_id,
             )
 
-        if response is not None and not _is_retryable(response):
+        if response is not None and (not self._retry_once or not _is_retryable(response)):
             self._throttle.record(request, response, self._clock.time())
             return response
+        if failure is not None and not self._retry_once:
+            raise MsalTransportError(
+                f"{request.method} {where} failed: {_describe(failure, self._timeout_seconds)} "
+                f"(client-request-id {correlation_id})"
+            ) from failure
         if response is not None:
             _log.debug(
                 "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
@@ -209,7 +221,7 @@ class AiohttpTransport:
                 timeout=self._timeout,
                 raise_for_status=False,
                 # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
-                trust_env=True,
+                trust_env=self._trust_env,
             )
             self._session = session
         elif session.closed:
