@@ -42,3 +42,20 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of this test's private redis-server."""
     return redis_server.url
+
+
+# -- loopback only (tests/network_guard.py) ------------------------------------
+
+from tests import network_guard  # noqa: E402
+
+network_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Fail any test that tried to reach an address outside 127.0.0.0/8 and ::1."""
+    network_guard.take_violations()
+    yield
+    refused = network_guard.take_violations()
+    if refused:
+        pytest.fail(f"the test tried to reach non-loopback addresses: {refused}")
