@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
 from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
 from ._apps._public import PublicClientApplication as PublicClientApplication
+from ._apps._workload_identity import FederatedTokenFile as FederatedTokenFile
+from ._apps._workload_identity import (
+    workload_identity_application as workload_identity_application,
+)
 from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
@@ -66,6 +70,7 @@ __all__ = [
     "Clock",
     "ConfidentialClientApplication",
     "DeviceFlow",
+    "FederatedTokenFile",
     "FileCacheStorage",
     "ImdsRetryPolicy",
     "ManagedIdentityClient",
@@ -83,4 +88,5 @@ __all__ = [
     "SystemClock",
     "UserAssignedManagedIdentity",
     "__version__",
+    "workload_identity_application",
 ]

@@ -19,6 +19,7 @@ def test_the_public_api_is_pinned() -> None:
         "Clock",
         "ConfidentialClientApplication",
         "DeviceFlow",
+        "FederatedTokenFile",
         "FileCacheStorage",
         "ImdsRetryPolicy",
         "ManagedIdentityClient",
@@ -36,6 +37,7 @@ def test_the_public_api_is_pinned() -> None:
         "SystemClock",
         "UserAssignedManagedIdentity",
         "__version__",
+        "workload_identity_application",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
 
