@@ -55,3 +55,24 @@ def test_every_error_is_an_msal_error() -> None:
 def test_the_testing_helpers_are_public() -> None:
     assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
+
+
+def test_the_azure_integration_is_pinned() -> None:
+    import aiomsal.integrations.azure as azure
+
+    assert azure.__all__ == [
+        "AzureCliCredential",
+        "CertificateCredential",
+        "ChainedTokenCredential",
+        "ClientAssertionCredential",
+        "ClientSecretCredential",
+        "CredentialUnavailableError",
+        "DefaultAzureCredential",
+        "EnvironmentCredential",
+        "ManagedIdentityCredential",
+        "OnBehalfOfCredential",
+        "WorkloadIdentityCredential",
+    ]
+    from azure.core.exceptions import ClientAuthenticationError
+
+    assert issubclass(azure.CredentialUnavailableError, ClientAuthenticationError)

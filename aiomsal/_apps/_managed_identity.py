@@ -149,6 +149,7 @@ class ManagedIdentityClient(ClientApplication):
         verify: bool | ssl.SSLContext = True
         if source.kind == "service_fabric" and source.thumbprint:
             verify = pinned_ssl_context(source.thumbprint)
+        self._transport_verify: bool | ssl.SSLContext = verify
         # Identity endpoints are local to the machine: never through a proxy, and IMDS
         # follows its own retry schedule.
         self._transport = AiohttpTransport(
@@ -208,6 +209,28 @@ class ManagedIdentityClient(ClientApplication):
             lambda: self._fetch(key, claims),
             fresh=claims is not None,
         )
+
+    async def probe(self, resource: str, *, probe_timeout: float = 1.0) -> bool:
+        """Whether the source answers at all, within ``probe_timeout`` s and without retries.
+
+        A request without its ``Metadata``/secret headers: any HTTP answer
+        (normally a 400) means the endpoint is there. For credential chains,
+        which must not wait long on a machine without managed identity.
+        """
+        self._check_open()
+        request = build_token_request(
+            self.source, self.managed_identity, resource_from_scope(resource)
+        )
+        bare = HttpRequest(request.method, request.url, form=request.form)
+        async with AiohttpTransport(
+            clock=self._clock, timeout=probe_timeout, retry_once=False, trust_env=False,
+            verify=self._transport_verify,
+        ) as transport:
+            try:
+                response = await transport.send(bare)
+            except MsalTransportError:
+                return False
+        return not (response.status == 403 and b"unreachable" in response.body.lower())
 
     async def _refresh_token(self, token: CachedToken, _context: object) -> None:
         """Renew a managed identity token in the background."""
