@@ -44,6 +44,28 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+# -- a private Azurite (tests/azurite_server.py) -------------------------------
+
+from tests.azurite_server import (  # noqa: E402
+    AzuriteServer,
+    azurite_binary,
+    azurite_server,
+    missing_azurite_message,
+)
+
+
+@pytest.fixture
+def azurite() -> Iterator[AzuriteServer]:
+    """A private Azurite blob service; skipped without one locally, failed under CI."""
+    binary = azurite_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(missing_azurite_message())
+        pytest.skip(missing_azurite_message())
+    with azurite_server(binary) as server:
+        yield server
+
+
 # -- loopback only (tests/network_guard.py) ------------------------------------
 
 from tests import network_guard  # noqa: E402

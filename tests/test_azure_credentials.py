@@ -395,3 +395,19 @@ async def test_default_azure_credential_order_and_probe(
     environ = {"AZURE_TOKEN_CREDENTIALS": "dev"}
     async with DefaultAzureCredential(environ=environ) as credential:
         assert [type(c).__name__ for c in credential.credentials] == ["AzureCliCredential"]
+
+
+async def test_the_fake_issues_v1_tokens_to_resources_that_expect_them(
+    fake: FakeAuthority, clock: VirtualClock
+) -> None:
+    async with secret_credential(fake, clock) as credential:
+        storage = await credential.get_token("https://storage.azure.com/.default")
+        vault = await credential.get_token(VAULT)
+    claims = jwt.decode(storage.token, options={"verify_signature": False})
+    tid = fake.tenant_id("contoso")
+    assert (claims["iss"], claims["aud"], claims["ver"]) == (
+        f"https://sts.windows.net/{tid}/", "https://storage.azure.com", "1.0"
+    )
+    assert {"nbf", "iat", "exp"} <= claims.keys()
+    other = jwt.decode(vault.token, options={"verify_signature": False})
+    assert other["iss"] == f"{fake.base_url}/{tid}/v2.0" and other["ver"] == "2.0"

@@ -114,6 +114,9 @@ class FakeAuthority(UserFlows):
         self.token_lifetime = token_lifetime
         #: When set, token responses carry ``refresh_in`` with this value.
         self.refresh_in = refresh_in
+        #: Resources that get v1 access tokens (``iss`` ``https://sts.windows.net/{tid}/``),
+        #: as Azure Storage (and Azurite) expect.
+        self.v1_resources: set[str] = {"https://storage.azure.com"}
         #: Every POST to a token endpoint, in arrival order (failed and faulted ones too).
         self.token_requests: list[TokenRequestRecord] = []
         #: How many GETs of OpenID configuration and instance discovery were served.
@@ -404,6 +407,7 @@ class FakeAuthority(UserFlows):
             token_lifetime=self.token_lifetime,
             refresh_in=self.refresh_in,
             directory=self._directory,
+            v1_resources=frozenset(r.rstrip("/") for r in self.v1_resources),
         )
         try:
             body = await handle_token_request(token_request)
