@@ -23,6 +23,7 @@ from typing import Any
 
 from aiomsal import PublicClientApplication
 
+from ._azure_scenarios import AZURE_SCENARIOS
 from ._fake import CLIENT_ID, PUBLIC_CLIENT_ID, FakeEndpoint, FakeProcess, user_credentials
 from ._libs import (
     LIBRARIES,
@@ -851,5 +852,6 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("obo_hit", "a-obo", "on-behalf-of call cost vs cached users", obo_hit_cost),
         Scenario("obo_memory", "d-obo", "memory per cached on-behalf-of user", obo_memory),
         Scenario("bounded", "f", "bounded cache, a million on-behalf-of users", bounded),
+        *(Scenario(*azure) for azure in AZURE_SCENARIOS),
     )
 }

@@ -411,3 +411,15 @@ async def test_the_fake_issues_v1_tokens_to_resources_that_expect_them(
     assert {"nbf", "iat", "exp"} <= claims.keys()
     other = jwt.decode(vault.token, options={"verify_signature": False})
     assert other["iss"] == f"{fake.base_url}/{tid}/v2.0" and other["ver"] == "2.0"
+
+
+async def test_managed_identity_credential_reads_the_environment_when_made(
+    clock: VirtualClock,
+) -> None:
+    async with FakeImds(clock=clock) as imds:
+        environ = imds.environ()
+        credential = ManagedIdentityCredential(environ=environ, clock=clock)
+        environ.clear()  # changed later: the credential keeps what it was made with
+        async with credential:
+            assert (await credential.get_token(VAULT)).token
+        assert len(imds.requests) == 1

@@ -85,7 +85,8 @@ class ManagedIdentityCredential(AzureCredential):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        env: Mapping[str, str] = kwargs.get("environ") or os.environ
+        # A snapshot: the source is detected when the client is first needed.
+        env: Mapping[str, str] = dict(kwargs.get("environ") or os.environ)
         self._probe_first = bool(kwargs.pop("_within_chain", False))
         self._probed = False
         self._workload: WorkloadIdentityCredential | None = None

@@ -169,14 +169,6 @@ class AzureCredential:
         """azure-core's error for an aiomsal failure."""
         return authentication_error(exc, type(self).__name__)
 
-    async def _authenticate(
-        self, scopes: tuple[str, ...], claims: str | None, tenant_id: str | None, cae: bool
-    ) -> AuthenticationResult:
-        try:
-            return await self._acquire(scopes, claims, tenant_id, cae)
-        except MsalError as exc:
-            raise self._map_error(exc) from exc
-
     async def get_token(
         self,
         *scopes: str,
@@ -186,19 +178,36 @@ class AzureCredential:
         **kwargs: Any,
     ) -> AccessToken:
         """An access token for ``scopes`` (azure-core's ``AsyncTokenCredential``)."""
-        result = await self._authenticate(scopes, claims, tenant_id, enable_cae)
+        # The hot path of every SDK request: one awaited call into the application
+        # (a cache hit never suspends) and one dictionary lookup.
+        try:
+            result = await self._acquire(scopes, claims, tenant_id, enable_cae)
+        except MsalError as exc:
+            raise self._map_error(exc) from exc
         memo = (scopes, tenant_id, enable_cae)
+        known = self._wrapped.get(memo)
+        if known is not None and known[0] is result:
+            return known[1]
         return _remember(self._wrapped, memo, result, claims is None, _access_token)
 
     async def get_token_info(
         self, *scopes: str, options: Mapping[str, Any] | None = None
     ) -> AccessTokenInfo:
         """An access token with its refresh time (azure-core's ``AsyncSupportsTokenInfo``)."""
-        opts = options or {}
-        claims, tenant_id = opts.get("claims"), opts.get("tenant_id")
-        cae = bool(opts.get("enable_cae", False))
-        result = await self._authenticate(scopes, claims, tenant_id, cae)
+        if options:
+            claims, tenant_id = options.get("claims"), options.get("tenant_id")
+            cae = bool(options.get("enable_cae", False))
+        else:
+            claims = tenant_id = None
+            cae = False
+        try:
+            result = await self._acquire(scopes, claims, tenant_id, cae)
+        except MsalError as exc:
+            raise self._map_error(exc) from exc
         memo = (scopes, tenant_id, cae)
+        known = self._infos.get(memo)
+        if known is not None and known[0] is result:
+            return known[1]
         return _remember(self._infos, memo, result, claims is None, _token_info)
 
     async def close(self) -> None:
@@ -241,10 +250,7 @@ def _remember(
     keep: bool,
     make: Callable[[AuthenticationResult], _V],
 ) -> _V:
-    """The azure-core value of ``result``, made once per cached token (a hit allocates nothing)."""
-    known = store.get(memo)
-    if known is not None and known[0] is result:
-        return known[1]
+    """The azure-core value of ``result``, kept for the next hits of the same cached token."""
     value = make(result)
     if keep:
         if len(store) > 1024:

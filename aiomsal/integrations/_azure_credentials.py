@@ -136,6 +136,8 @@ class _ConfidentialCredential(AzureCredential):
         self, scopes: tuple[str, ...], claims: str | None, tenant_id: str | None, cae: bool
     ) -> Awaitable[AuthenticationResult]:
         app = self._apps.get(cae) or self._app(cae)
+        if tenant_id is None and claims is None:
+            return app.acquire_token_for_client(scopes)
         tenant = None if tenant_id is None else self._tenant(tenant_id)
         return app.acquire_token_for_client(scopes, tenant=tenant, claims_challenge=claims)
 
