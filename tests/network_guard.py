@@ -14,7 +14,9 @@ import ipaddress
 import socket
 from typing import Any
 
-__all__ = ["NetworkGuardError", "allowed", "install", "take_violations"]
+import pytest
+
+__all__ = ["NetworkGuardError", "allowed", "fail_on_violations", "install", "take_violations"]
 
 
 class NetworkGuardError(ConnectionRefusedError):
@@ -79,3 +81,11 @@ def take_violations() -> list[str]:
     found = list(_violations)
     _violations.clear()
     return found
+
+
+def fail_on_violations() -> None:
+    """Fail the running test if it tried to reach a non-loopback address (even if it
+    swallowed the refusal)."""
+    refused = take_violations()
+    if refused:
+        pytest.fail(f"the test tried to reach non-loopback addresses: {refused}")

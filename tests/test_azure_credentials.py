@@ -277,8 +277,7 @@ async def test_environment_credential(fake: FakeAuthority, clock: VirtualClock) 
             await credential.get_token(VAULT)
     environ = {"AZURE_TENANT_ID": "contoso", "AZURE_CLIENT_ID": "app",
                "AZURE_CLIENT_SECRET": SECRET, "AZURE_AUTHORITY_HOST": fake.base_url}
-    async with EnvironmentCredential(environ=environ, clock=clock,
-                                     authority=fake.base_url) as credential:
+    async with EnvironmentCredential(environ=environ, clock=clock) as credential:
         assert (await credential.get_token(VAULT)).token
 
 

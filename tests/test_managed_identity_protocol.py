@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from typing import cast
+
 import pytest
 
-from aiomsal import MsalConfigurationError, MsalServiceError, UserAssignedManagedIdentity
+from aiomsal import (
+    MsalConfigurationError,
+    MsalServiceError,
+    SystemAssignedManagedIdentity,
+    UserAssignedManagedIdentity,
+)
 from aiomsal._protocol._http import HttpResponse
 from aiomsal._protocol._managed_identity._ids import managed_identity_from
 from aiomsal._protocol._managed_identity._requests import resource_from_scope
-from aiomsal._protocol._managed_identity._responses import arc_key_path, expires_in_from
+from aiomsal._protocol._managed_identity._responses import (
+    arc_key_path,
+    expires_in_from,
+    parse_managed_identity_response,
+)
 from aiomsal._protocol._managed_identity._retry import ImdsRetryPolicy
-from aiomsal._protocol._managed_identity._sources import detect_source
+from aiomsal._protocol._managed_identity._sources import SourceKind, detect_source
 
 TP = "AB:CD:" + "ef" * 18
 E = "http://127.0.0.1:1/t"
@@ -164,3 +176,56 @@ def test_imds_retry_schedule() -> None:
     assert policy.delay(6, 410, gone_for=60) == 10
     assert policy.delay(7, 410, gone_for=70) is None
     assert policy.delay(0, None) == 1
+
+
+SOURCES = ["imds", "app_service", "azure_arc", "cloud_shell", "service_fabric", "azure_ml"]
+GOOD = {"access_token": "t", "expires_in": "3600"}
+MALFORMED: list[tuple[int, bytes]] = [
+    (200, b""),
+    (200, b"null"),
+    (200, b"[]"),
+    (200, b"\xff\xfe"),
+    (200, b'{"access_token": "eyJ'),
+    (200, b"<html>oops</html>"),
+    (200, b'{"access_token": ""}'),
+    (200, b'{"access_token": 7, "expires_in": 3600}'),
+    (200, b'{"access_token": "t"}'),
+    (200, b'{"access_token": "t", "expires_in": "-5"}'),
+    (200, b'{"access_token": "t", "expires_in": "1e400"}'),
+    (200, b'{"access_token": "t", "expires_in": 1e30}'),
+    (200, b'{"access_token": "t", "expires_on": "1799999000"}'),
+    (200, b'{"access_token": "t", "expires_on": [1]}'),
+    (200, b'{"access_token": "t", "expires_on": "13/45/2020 99:00:00 +00:00"}'),
+    (200, b'{"access_token": "t", "expires_in": {"x": 1}}'),
+    (400, b""),
+    (400, b'{"error": "invalid_request", "error_description": "Identity not found"}'),
+    (400, b'{"error": {"code": "SecretHeaderNotFound", "message": "no"}}'),
+    (400, b'{"error": {"code": 5}}'),
+    (401, b'{"statusCode": 401, "message": "Unauthorized"}'),
+    (404, b'{"code": "NotFound", "message": "x"}'),
+    (429, b"{}"),
+    (500, b"<html></html>"),
+    (503, b'{"error": null}'),
+]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(("status", "body"), MALFORMED)
+def test_malformed_answers_are_service_errors(source: str, status: int, body: bytes) -> None:
+    response = HttpResponse(status, {"content-type": "application/json"}, body)
+    with pytest.raises(MsalServiceError) as caught:
+        parse_managed_identity_response(
+            cast(SourceKind, source), response, NOW, SystemAssignedManagedIdentity()
+        )
+    assert "eyJ" not in str(caught.value)
+    if status == 429:
+        assert type(caught.value).__name__ == "MsalThrottledError"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_good_answer_of_every_source(source: str) -> None:
+    response = HttpResponse(200, {}, json.dumps(GOOD).encode())
+    parsed = parse_managed_identity_response(
+        cast(SourceKind, source), response, NOW, SystemAssignedManagedIdentity()
+    )
+    assert (parsed.access_token, parsed.expires_in, parsed.token_type) == ("t", 3600, "Bearer")

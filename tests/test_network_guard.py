@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -62,3 +63,11 @@ async def test_an_unconfigured_managed_identity_client_cannot_reach_imds() -> No
             await client.acquire_token_for_client(resource="https://vault.azure.net")
     assert network_guard.take_violations() == ["169.254.169.254:80"]
 
+
+
+def test_a_test_that_swallows_the_refusal_still_fails() -> None:
+    with contextlib.suppress(OSError):  # code under test that hides connection errors
+        socket.create_connection(("169.254.169.254", 80), timeout=1)
+    with pytest.raises(pytest.fail.Exception, match=r"169\.254\.169\.254:80"):
+        network_guard.fail_on_violations()
+    network_guard.fail_on_violations()  # the record is consumed: nothing left to fail on

@@ -317,6 +317,7 @@ class EnvironmentCredential(AzureCredential):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         env: Mapping[str, str] = kwargs.pop("environ", None) or os.environ
+        kwargs.setdefault("authority", env.get("AZURE_AUTHORITY_HOST"))
         tenant, client = env.get("AZURE_TENANT_ID"), env.get("AZURE_CLIENT_ID")
         self._inner: _ConfidentialCredential | None = None
         if tenant and client and env.get("AZURE_CLIENT_SECRET"):

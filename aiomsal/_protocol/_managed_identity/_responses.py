@@ -32,6 +32,8 @@ __all__ = [
 
 #: The largest Arc key file read (bytes), as every MSAL checks.
 ARC_MAX_KEY_BYTES = 4096
+#: The longest lifetime believed (seconds); managed identity tokens live about a day.
+MAX_LIFETIME = 366 * 86_400
 #: Numbers below this (2001-01-01) are a relative lifetime, larger ones an epoch (MSAL.NET's rule).
 _EPOCH_THRESHOLD = 978_307_200
 _DATE_FORMATS = ("%m/%d/%Y %H:%M:%S %z", "%m/%d/%Y %I:%M:%S %p %z")
@@ -136,10 +138,11 @@ def parse_managed_identity_response(
             f"the {source} managed identity answer lacks an access_token or a readable expiry",
             status=response.status,
         )
-    if expires_in <= 0:
+    if expires_in <= 0 or expires_in > MAX_LIFETIME:
         raise MsalServiceError(
             "invalid_response",
-            f"the {source} managed identity answer holds a token that has already expired",
+            f"the {source} managed identity answer holds a token that has already expired "
+            "or claims an implausible lifetime",
             status=response.status,
         )
     if source == "azure_arc" and isinstance(identity, UserAssignedManagedIdentity):
