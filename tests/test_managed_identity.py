@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -27,6 +26,7 @@ from aiomsal.testing import (
     FakeManagedIdentityEndpoint,
     FakeServiceFabric,
     VirtualClock,
+    drive,
 )
 from tests.helpers import aiomsal_tasks, wait_until
 
@@ -35,29 +35,6 @@ pytestmark = pytest.mark.anyio
 T = TypeVar("T")
 SYSTEM = SystemAssignedManagedIdentity()
 VAULT = "https://vault.azure.net"
-
-
-async def drive(clock: VirtualClock, call: Callable[[], Awaitable[T]], step: float = 1.0) -> T:
-    """Await ``call()`` while moving ``clock`` whenever something sleeps on it (bounded)."""
-    outcome: dict[str, Any] = {}
-
-    async def run() -> None:
-        try:
-            outcome["value"] = await call()
-        except Exception as exc:
-            outcome["error"] = exc
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            while not outcome:
-                if clock.sleepers:
-                    await clock.advance(step)
-                else:
-                    await anyio.sleep(0.001)  # real I/O on loopback in progress
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def client_for(

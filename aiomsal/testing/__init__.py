@@ -7,6 +7,7 @@ milliseconds. Pass the same clock to the applications and to the fake.
 
 from ._certificates import TestCertificate as TestCertificate
 from ._certificates import generate_certificate as generate_certificate
+from ._drive import drive as drive
 from ._fake_authority import FakeAuthority as FakeAuthority
 from ._fake_authority import FaultKind as FaultKind
 from ._fake_authority import TokenRequestRecord as TokenRequestRecord
@@ -40,5 +41,6 @@ __all__ = [
     "TestCertificate",
     "TokenRequestRecord",
     "VirtualClock",
+    "drive",
     "generate_certificate",
 ]

@@ -21,6 +21,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Literal, TypeVar, get_args
 
 import anyio
+import anyio.to_thread
 from aiohttp import web
 
 from .._concurrency._clock import Clock, SystemClock
@@ -168,7 +169,7 @@ class FakeManagedIdentityEndpoint:
         )
         await runner.setup()
         try:
-            server_ssl = self._server_ssl()
+            server_ssl = await anyio.to_thread.run_sync(self._server_ssl)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 sock.bind(("127.0.0.1", 0))

@@ -279,9 +279,14 @@ class FakeServiceFabric(FakeManagedIdentityEndpoint):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.secret = secrets.token_urlsafe(16)
-        self.certificate: TestCertificate = generate_certificate(
-            "aiomsal fake Service Fabric", ip_addresses=("127.0.0.1",), dns_names=("localhost",)
-        )
+        self._certificate: TestCertificate | None = None
+
+    @property
+    def certificate(self) -> TestCertificate:
+        """The server's throwaway self-signed certificate (made when the fake starts)."""
+        if self._certificate is None:
+            raise RuntimeError("this fake is not running: use 'async with' or start()")
+        return self._certificate
 
     def environ(self) -> dict[str, str]:
         return {
@@ -291,6 +296,10 @@ class FakeServiceFabric(FakeManagedIdentityEndpoint):
         }
 
     def _server_ssl(self) -> ssl.SSLContext:
+        """A new certificate and the server context (in a worker thread: key generation)."""
+        self._certificate = generate_certificate(
+            "aiomsal fake Service Fabric", ip_addresses=("127.0.0.1",), dns_names=("localhost",)
+        )
         directory = tempfile.mkdtemp(prefix="aiomsal-fake-sf-")
         try:
             cert, key = os.path.join(directory, "c.pem"), os.path.join(directory, "k.pem")
