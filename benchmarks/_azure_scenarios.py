@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import os
 import statistics
 import time
@@ -179,13 +180,10 @@ async def _imds(ctx: Context, peer: str, callers: int) -> JSON:
     async with FakeImds(latency=ctx.settings.fake_latency_s) as imds:
         # Both libraries read the IMDS override from the environment; keep it set throughout.
         with _environ(imds.environ()):
-            if peer == "aiomsal":
-                from aiomsal.integrations.azure import ManagedIdentityCredential
-            else:
-                from azure.identity.aio import (  # type: ignore[assignment]
-                    ManagedIdentityCredential,
-                )
-            credential = ManagedIdentityCredential()
+            library: Any = importlib.import_module(
+                "aiomsal.integrations.azure" if peer == "aiomsal" else "azure.identity.aio"
+            )
+            credential = library.ManagedIdentityCredential()
             try:
                 start = time.perf_counter()
                 tokens = await asyncio.gather(

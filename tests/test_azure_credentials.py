@@ -33,7 +33,7 @@ from aiomsal.integrations.azure import (
 )
 from aiomsal.testing import FakeAuthority, FakeImds, VirtualClock, generate_certificate
 from aiomsal.testing._fake_tokens import b64url
-from tests.helpers import SECRET, aiomsal_tasks
+from tests.helpers import SECRET, aiomsal_tasks, wait_until
 
 pytestmark = pytest.mark.anyio
 VAULT = "https://vault.azure.net/.default"
@@ -422,3 +422,20 @@ async def test_managed_identity_credential_reads_the_environment_when_made(
         async with credential:
             assert (await credential.get_token(VAULT)).token
         assert len(imds.requests) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX fake 'az'")
+async def test_a_cancelled_cli_call_leaves_no_process_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "pid"
+    _fake_az(tmp_path, f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()));"
+                       " time.sleep(60)")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    async with AzureCliCredential(process_timeout=60) as cli, anyio.create_task_group() as tg:
+        tg.start_soon(cli.get_token, VAULT)
+        await wait_until(lambda: pid_file.exists() and bool(pid_file.read_text()))
+        tg.cancel_scope.cancel()
+    pid = int(await anyio.Path(pid_file).read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

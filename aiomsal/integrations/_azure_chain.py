@@ -242,16 +242,21 @@ class AzureCliCredential(AzureCredential):
             stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, "AZURE_CORE_NO_COLOR": "true"},
         )
+        out = err = b""
+        timed_out = False
         try:
             with anyio.fail_after(self._timeout):
                 out, err = await process.communicate()
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise
-            raise CredentialUnavailableError(message="Timed out waiting for Azure CLI") from None
+        except TimeoutError:
+            timed_out = True
+        finally:  # timed out or cancelled: the process does not outlive the call
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+        if timed_out:
+            raise CredentialUnavailableError(message="Timed out waiting for Azure CLI")
         if process.returncode != 0:
             text = err.decode("utf-8", "replace")
             if "az login" in text or "az account set" in text:
