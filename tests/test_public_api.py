@@ -76,3 +76,16 @@ def test_the_azure_integration_is_pinned() -> None:
     from azure.core.exceptions import ClientAuthenticationError
 
     assert issubclass(azure.CredentialUnavailableError, ClientAuthenticationError)
+
+
+def test_the_msal_face_is_pinned() -> None:
+    import aiomsal.msal
+
+    assert aiomsal.msal.__all__ == [
+        "ConfidentialClientApplication",
+        "Prompt",
+        "PublicClientApplication",
+        "SerializableTokenCache",
+        "TokenCache",
+    ]
+    assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)
