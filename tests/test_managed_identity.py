@@ -13,6 +13,7 @@ from aiomsal import (
     ManagedIdentityClient,
     MsalConfigurationError,
     MsalServiceError,
+    MsalThrottledError,
     MsalTransportError,
     SystemAssignedManagedIdentity,
     UserAssignedManagedIdentity,
@@ -366,3 +367,19 @@ async def test_the_constructor_endpoint_override_wins() -> None:
             assert client.source.kind == "imds"
             await client.acquire_token_for_client(resource=VAULT)
         assert len(fake.requests) == 1
+
+
+async def test_a_throttled_imds_answer_is_remembered() -> None:
+    clock = VirtualClock()
+    async with FakeImds(clock=clock) as fake:
+        fake.fail_next(1, status=429, retry_after=30)
+        policy = ImdsRetryPolicy(max_retries=0)
+        async with client_for(fake, clock=clock, imds_retry=policy) as client:
+            for _ in range(3):
+                with pytest.raises(MsalThrottledError) as caught:
+                    await client.acquire_token_for_client(resource=VAULT)
+            assert caught.value.retry_after == 30
+            assert len(fake.requests) == 1  # the repeats were answered from memory
+            await clock.advance(31)
+            assert (await client.acquire_token_for_client(resource=VAULT)).access_token
+        assert len(fake.requests) == 2
