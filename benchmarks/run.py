@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests import network_guard
+
 from ._azure_scenarios import azure_table
 from ._report import evaluate_goals, markdown_table, plot
 from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
@@ -130,6 +132,9 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Loopback only: a socket aimed anywhere else (IMDS's 169.254.169.254, the internet)
+    # is refused before it connects, so a misconfigured peer fails instead of leaving.
+    network_guard.install()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     names = _select(args.only)

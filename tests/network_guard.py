@@ -5,7 +5,8 @@ whole session (asyncio's loops connect through them), so a connection to a
 link-local address such as 169.254.169.254, a private network or the
 internet is refused *before* the real call: no packet leaves. The refusal is
 also recorded, and the autouse fixture in ``conftest.py`` fails the test even
-when the code under test swallowed the error.
+when the code under test swallowed the error. ``benchmarks/run.py`` installs
+the same guard, so a benchmark that would reach another address fails instead.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 from typing import Any
-
-import pytest
 
 __all__ = ["NetworkGuardError", "allowed", "fail_on_violations", "install", "take_violations"]
 
@@ -51,7 +50,7 @@ def _check(sock: socket.socket, address: Any) -> None:
     if sock.family in (socket.AF_INET, socket.AF_INET6) and not allowed(address):
         where = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else repr(address)
         _violations.append(where)
-        raise NetworkGuardError(f"the test suite may not reach {where} (loopback only)")
+        raise NetworkGuardError(f"tests and benchmarks may not reach {where} (loopback only)")
 
 
 def _connect(self: socket.socket, address: Any) -> None:
@@ -86,6 +85,8 @@ def take_violations() -> list[str]:
 def fail_on_violations() -> None:
     """Fail the running test if it tried to reach a non-loopback address (even if it
     swallowed the refusal)."""
+    import pytest  # here, so that the benchmarks can install the guard without pytest
+
     refused = take_violations()
     if refused:
         pytest.fail(f"the test tried to reach non-loopback addresses: {refused}")
