@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -103,6 +103,8 @@ class ClientApplication:
             self._transport, self._runner, instance_discovery=instance_discovery
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        #: Misses by their call's arguments, before the key is known (see ``_acquire_for_client``).
+        self._calls: SingleFlight[Hashable, AuthenticationResult] = SingleFlight(self._runner)
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
         if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
             raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
@@ -148,6 +150,7 @@ class ClientApplication:
         closed = MsalError("the application was closed")
         await self._runner.aclose()
         self._flights.abort(closed)
+        self._calls.abort(closed)
         self._resolver.abort(closed)
         await self._transport.aclose()
         if self._storage is not None:
@@ -158,8 +161,9 @@ class ClientApplication:
         c = self._counters
         return CacheStatistics(
             hits=c.hits,
-            misses=c.misses,
-            coalesced=self._flights.coalesced,
+            # Callers that joined a call's flight missed too (the flight counted itself).
+            misses=c.misses + self._calls.coalesced,
+            coalesced=self._flights.coalesced + self._calls.coalesced,
             requests_sent=c.requests_sent,
             background_refreshes=c.background_refreshes,
             refresh_failures=c.refresh_failures,
@@ -216,6 +220,9 @@ class ClientApplication:
     ) -> AuthenticationResult:
         """A miss: one flight per (key, claims) here, then the storage, then ``fetch``."""
         self._counters.misses += 1
+        joined = self._flights.join((key, claims))  # one future per waiter, no coroutine
+        if joined is not None:
+            return await joined
         return await self._flights.run(
             (key, claims), lambda: self._fetch_via_storage(key, lookup, fetch, fresh=fresh)
         )

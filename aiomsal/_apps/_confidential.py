@@ -71,15 +71,14 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         ``claims_challenge`` and ``force_refresh`` skip the cache.
         """
         try:
-            key = self._app_keys[(tuple(scopes), tenant)]
-        except (KeyError, TypeError):
-            pass
-        else:
-            # The hit path: dictionary lookups and a clock read, nothing that suspends.
-            if claims_challenge is None and not force_refresh:
-                token = self._app_tokens.get(key)
-                if token is not None and token.serve_until > self._clock.time():
-                    return self._serve(token, self._refresh_client, tenant)
+            key = self._app_keys.get((tuple(scopes), tenant))
+        except TypeError:  # the miss path's validation says what is wrong
+            key = None
+        # The hit path: dictionary lookups and a clock read, nothing that suspends.
+        if key is not None and claims_challenge is None and not force_refresh:
+            token = self._app_tokens.get(key)
+            if token is not None and token.serve_until > self._clock.time():
+                return self._serve(token, self._refresh_client, tenant)
         return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
 
     async def _acquire_for_client(
@@ -89,8 +88,32 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         claims: str | None,
         force_refresh: bool,
     ) -> AuthenticationResult:
+        """A miss: callers with the same arguments share one flight from the start.
+
+        The flight resolves the authority, derives the key and enters the key's
+        flight; the callers that join it do nothing else and wake once, when the
+        token is there (a cold burst's waiters are not woken between the authority's
+        metadata and the token request, and the request is not queued behind them).
+        """
         self._check_open()
         requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        call = (requested, tenant, claims, force_refresh)
+        try:
+            joined = self._calls.join(call)
+        except TypeError:  # not hashable: the validation says what is wrong
+            return await self._acquire_client_call(requested, tenant, claims, force_refresh)
+        if joined is not None:
+            return await joined
+        return await self._calls.run(call, self._acquire_client_call, *call)
+
+    async def _acquire_client_call(
+        self,
+        requested: Iterable[str],
+        tenant: str | None,
+        claims: str | None,
+        force_refresh: bool,
+    ) -> AuthenticationResult:
+        self._check_open()
         authority = self._target_authority(tenant)
         normalized = client_credentials_scopes(requested, entra=self._is_entra(authority))
         resolved = await self._resolver.resolve(authority)
