@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import webbrowser
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
 from .._errors import MsalSignInError
 from .._result import AuthenticationResult
-from .._transport._loopback import LoopbackRedirectListener
 from ._device_code import DeviceCodeFlows
 
 __all__ = ["PublicClientApplication"]
@@ -48,6 +46,9 @@ class PublicClientApplication(DeviceCodeFlows):
         seconds; cancel it with an anyio cancel scope.
         """
         self._check_open()
+        # Imported here: aiohttp.web (the listener) is needed by this flow only.
+        from .._transport._loopback import LoopbackRedirectListener
+
         async with LoopbackRedirectListener(port=port) as listener:
             flow = await self.initiate_auth_code_flow(
                 scopes,
@@ -68,6 +69,8 @@ class PublicClientApplication(DeviceCodeFlows):
 
 
 async def _system_browser(url: str) -> None:
+    import webbrowser  # on first use: it imports half the standard library
+
     opened = await anyio.to_thread.run_sync(webbrowser.open, url)
     if not opened:
         raise MsalSignInError("could not open a browser; use the device code flow instead")

@@ -22,16 +22,17 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._cache._storage import Merge
 from .._concurrency._clock import Clock, SystemClock
 from .._errors import MsalConfigurationError, MsalError
+
+if TYPE_CHECKING:  # cryptography is imported when an encryption key is given
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 try:
     import fcntl
@@ -76,6 +77,13 @@ def _parse_key(key: bytes | str, source: str) -> bytes:
             "(make one with: base64.urlsafe_b64encode(os.urandom(32)).decode())"
         )
     return key
+
+
+def _aead(key: bytes) -> AESGCM:
+    """The cipher of an encrypted file (cryptography is imported when one is configured)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 class FileCacheStorage:
@@ -129,7 +137,7 @@ class FileCacheStorage:
             key = _parse_key(encryption_key, "encryption_key")
         elif key_env_var and os.environ.get(key_env_var):
             key = _parse_key(os.environ[key_env_var], f"the environment variable {key_env_var}")
-        self._aead = AESGCM(key) if key is not None else None
+        self._aead = _aead(key) if key is not None else None
         self._on_corrupt = on_corrupt
         self._lock_timeout = lock_timeout
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -286,6 +294,8 @@ class FileCacheStorage:
             if self._aead is None:
                 raise _CorruptFile("is encrypted, and no encryption key was given", None)
             body = raw[len(_MAGIC) :]
+            from cryptography.exceptions import InvalidTag
+
             try:
                 if len(body) < _NONCE_SIZE + _TAG_SIZE:
                     raise InvalidTag

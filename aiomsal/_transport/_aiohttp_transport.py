@@ -10,7 +10,7 @@ throttling answer. Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
+import functools
 import logging
 import random
 import ssl
@@ -32,14 +32,16 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("aiomsal")
 
 
+@functools.cache
 def _package_version() -> str:
+    """aiomsal's version, read on the first request (importlib.metadata is slow to import)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("aiomsal")
     except importlib.metadata.PackageNotFoundError:
         return "0.0.0"
 
-
-_VERSION = _package_version()
 
 _CORRELATION_HEADER = "client-request-id"
 
@@ -221,7 +223,7 @@ class AiohttpTransport:
             "accept": "application/json",
             "return-client-request-id": "true",
             "x-client-sku": "aiomsal.python",
-            "x-client-ver": _VERSION,
+            "x-client-ver": _package_version(),
             "x-client-os": sys.platform,
         }
         if self._user_agent:
