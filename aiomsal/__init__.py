@@ -30,6 +30,7 @@ from ._protocol._device_flow import DeviceFlow as DeviceFlow
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
+from ._statistics import TenantStatistics as TenantStatistics
 from ._storage._file_storage import FileCacheStorage as FileCacheStorage
 
 __version__ = "0.1.0"
@@ -70,5 +71,6 @@ __all__ = [
     "RedisCacheStorage",
     "SerializableTokenCache",
     "SystemClock",
+    "TenantStatistics",
     "__version__",
 ]

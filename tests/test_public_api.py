@@ -31,6 +31,7 @@ def test_the_public_api_is_pinned() -> None:
         "RedisCacheStorage",
         "SerializableTokenCache",
         "SystemClock",
+        "TenantStatistics",
         "__version__",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
@@ -49,3 +50,9 @@ def test_every_error_is_an_msal_error() -> None:
 def test_the_testing_helpers_are_public() -> None:
     assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
+
+
+def test_the_opentelemetry_integration_is_public() -> None:
+    from aiomsal.integrations import opentelemetry
+
+    assert opentelemetry.__all__ == ["Instrumentation", "instrument"]

@@ -102,9 +102,15 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             joined = self._calls.join(call)
         except TypeError:  # not hashable: the validation says what is wrong
             return await self._acquire_client_call(requested, tenant, claims, force_refresh)
-        if joined is not None:
-            return await joined
-        return await self._calls.run(call, self._acquire_client_call, *call)
+        if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
+            counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
+            counters.misses += 1
+            counters.coalesced += 1
+        waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
+        if self._counters.observer is None:
+            return await waiting
+        realm = self._default_realm if tenant is None else tenant
+        return await self._observed(waiting, realm, coalesced=joined is not None)
 
     async def _acquire_client_call(
         self,

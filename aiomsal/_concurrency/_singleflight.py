@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 from .._errors import MsalError
 from ._tasks import TaskRunner
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "current_waiters", "inside_flight"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -37,6 +38,31 @@ class _Flight(Generic[T]):
                     future.set_exception(self.error)
                 else:
                     future.set_result(self.result)  # type: ignore[arg-type]
+
+
+#: The flights the current task runs inside, outermost first. A flight's task inherits the
+#: context of the task that started it, so a flight started inside another sees both.
+_running: ContextVar[tuple[_Flight[Any], ...]] = ContextVar("aiomsal_flights", default=())
+
+
+def _live() -> list[_Flight[Any]]:
+    # A task started by a flight's task (a background job) inherits flights that ended.
+    return [f for f in _running.get() if not f.done.is_set()]
+
+
+def inside_flight() -> bool:
+    """Whether the current task runs a flight (whose waiters the flight accounts for)."""
+    return bool(_live())
+
+
+def current_waiters() -> int:
+    """The callers waiting on the flights the current task runs inside (0 outside any).
+
+    An inner flight's waiters include the outer flight's task, which is not a caller.
+    Callers that gave up are still counted until the flight ends.
+    """
+    live = _live()
+    return sum(f.waiters + len(f.joined) for f in live) - max(len(live) - 1, 0)
 
 
 class SingleFlight(Generic[K, T]):
@@ -113,6 +139,7 @@ class SingleFlight(Generic[K, T]):
     async def _execute(
         self, key: K, flight: _Flight[T], call: Callable[..., Awaitable[T]], args: tuple[Any, ...]
     ) -> None:
+        _running.set((*_running.get(), flight))  # this task's own context
         try:
             flight.result = await call(*args)
         except Exception as exc:

@@ -10,6 +10,7 @@ throttling answer. Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -177,6 +178,7 @@ class AiohttpTransport:
                 f"{_describe(exc, self._timeout_seconds)} "
                 f"(client-request-id {correlation_id})"
             ) from exc
+        response = dataclasses.replace(response, attempts=2)
         self._throttle.record(request, response, self._clock.time())
         return response
 
