@@ -60,6 +60,9 @@ class CacheStatistics:
     storage_hits: int = 0
     #: Cache storage operations that failed or timed out (the call went on without it).
     storage_errors: int = 0
+    #: Entries read from the cache storage that could not be used (malformed, foreign):
+    #: skipped, never raised.
+    skipped_entries: int = 0
     #: Token requests that failed (an error answer, a throttled one, or no answer).
     request_failures: int = 0
     #: The same counters per tenant, filled by ``statistics(by_tenant=True)``.
@@ -152,6 +155,7 @@ class Counters:
         "refresh_failures",
         "request_failures",
         "requests_sent",
+        "skipped_entries",
         "storage_errors",
         "storage_hits",
         "tenants",
@@ -165,6 +169,7 @@ class Counters:
         self.refresh_failures = 0
         self.storage_hits = 0
         self.storage_errors = 0
+        self.skipped_entries = 0
         self.request_failures = 0
         #: Per-tenant counters, by the realm of the cache keys (at most MAX_TENANTS).
         self.tenants: dict[str, TenantCounters] = {}

@@ -121,7 +121,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
     ) -> AuthenticationResult:
         self._check_open()
         authority = self._target_authority(tenant)
-        normalized = client_credentials_scopes(requested, entra=self._is_entra(authority))
+        normalized = client_credentials_scopes(requested, **self._scope_rules(authority))
         resolved = await self._resolver.resolve(authority)
         key = AccessTokenKey(
             environment=resolved.environment,
@@ -129,7 +129,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             realm=self._realm(resolved),
             home_account_id="",
             user_assertion_hash="",
-            target=target_key(normalized),
+            target=target_key(normalized, case_sensitive=authority.kind == "oidc"),
         )
         if len(self._app_keys) >= MEMO_LIMIT:
             self._app_keys.clear()
@@ -180,8 +180,12 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         )
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        # Entra accepts an assertion again; a generic OIDC authority may refuse a seen jti.
         return await self._credential.form_fields(
-            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+            client_id=self.client_id,
+            token_endpoint=token_endpoint,
+            now=now,
+            reuse=self._is_entra(self.authority),
         )
 
     # -- on-behalf-of --------------------------------------------------------------------

@@ -3,8 +3,10 @@
 This is the only module of aiomsal that uses aiohttp's client. It sends
 :class:`~aiomsal._protocol._http.HttpRequest` values and returns
 :class:`~aiomsal._protocol._http.HttpResponse` values; it never interprets an answer
-beyond deciding whether to retry it once and whether to remember it as a
-throttling answer. Status errors are for the response parsers to raise.
+beyond deciding whether to retry it once, whether to remember it as a
+throttling answer, and whether a GET's redirect stays in its origin (the only
+redirects followed). It reads at most ``MAX_BODY_BYTES + 1`` bytes of a body.
+Status errors are for the response parsers to raise.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from aiomsal._concurrency._clock import Clock
 from aiomsal._errors import MsalConfigurationError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
+from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
 
 __all__ = ["AiohttpTransport"]
@@ -52,6 +55,10 @@ _LIMIT_PER_HOST = 100
 _LIMIT = 200
 #: Seconds a DNS answer is reused.
 _DNS_CACHE_SECONDS = 300
+#: Redirects followed for one GET (each within the request's origin).
+_MAX_REDIRECTS = 3
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 _FAILURES: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
@@ -246,20 +253,35 @@ class AiohttpTransport:
         started = time.perf_counter()
         _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
         data = dict(request.form) if request.method == "POST" and request.form else None
-        # The `async with` releases the connection on every exit, cancellation included.
-        async with session.request(
-            request.method,
-            request.url,
-            headers=headers,
-            data=data,
-            ssl=self._ssl,
-            timeout=self._timeout,
-            # A redirect must not carry a form (secrets) to another place.
-            allow_redirects=request.method == "GET",
-        ) as raw:
-            body = await raw.read()
-            status = raw.status
-            response_headers = {name.lower(): value for name, value in raw.headers.items()}
+        url = request.url
+        for hops in range(_MAX_REDIRECTS + 1):
+            # No automatic redirects: a POST (a form of secrets) is never redirected, and a
+            # GET (metadata, discovery) follows a redirect only within its own origin, so
+            # no other origin (nor plain http) can name the endpoints a secret goes to.
+            # The `async with` releases the connection on every exit, cancellation included.
+            async with session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=data,
+                ssl=self._ssl,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as raw:
+                status = raw.status
+                target = (
+                    _same_origin_location(url, raw.headers.get("location"))
+                    if request.method == "GET"
+                    and status in _REDIRECT_STATUSES
+                    and hops < _MAX_REDIRECTS
+                    else None
+                )
+                if target is None:
+                    body = await _read_capped(raw)
+                    response_headers = {name.lower(): value for name, value in raw.headers.items()}
+                    break
+            _log.debug("%s %s -> %d, following it within the origin", request.method, where, status)
+            url = target
         _log.debug(
             "%s %s -> %d in %.1f ms client-request-id=%s",
             request.method,
@@ -269,6 +291,46 @@ class AiohttpTransport:
             correlation_id,
         )
         return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+async def _read_capped(raw: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first ``MAX_BODY_BYTES + 1`` bytes: the parsers refuse a longer one.
+
+    Reading stops there (a decompressed body too), and the connection, with
+    its unread rest, is closed rather than reused.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await raw.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _same_origin_location(url: str, location: str | None) -> str | None:
+    """The absolute target of a redirect when it stays in ``url``'s origin, else None.
+
+    The origin is the scheme, host and port: https never leads to http.
+    """
+    if not location:
+        return None
+    try:
+        target = urljoin(url, location)
+        here, there = urlsplit(url), urlsplit(target)
+        same = (
+            here.scheme == there.scheme
+            and (here.hostname or "") == (there.hostname or "")
+            and (here.port or _DEFAULT_PORTS.get(here.scheme))
+            == (there.port or _DEFAULT_PORTS.get(there.scheme))
+            and not there.username
+            and not there.password
+        )
+    except ValueError:
+        return None
+    return target if same else None
 
 
 def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
