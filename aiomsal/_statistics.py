@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 __all__ = [
     "CacheStatistics",
     "Counters",
-    "Observer",
     "TenantCounters",
     "TenantStatistics",
     "TokenRequestEvent",
@@ -96,18 +95,23 @@ class TokenRequestEvent:
     ended_ns: int
 
 
-class Observer(Protocol):
-    """What an application reports beyond its counters (``aiomsal.integrations.opentelemetry``).
+if TYPE_CHECKING:  # a Protocol costs import time, and only the type checker needs it
+    from typing import Protocol
 
-    Counters are read when the observer collects them (``statistics(by_tenant=True)``), so
-    a cache hit reports nothing; these calls are for the rare events with details.
-    """
+    class Observer(Protocol):
+        """What an application reports beyond its counters (see integrations.opentelemetry).
 
-    def token_request(self, event: TokenRequestEvent) -> None:
-        """A token request to the authority ended."""
+        Counters are read when the observer collects them (``statistics(by_tenant=True)``), so
+        a cache hit reports nothing; these calls are for the rare events with details.
+        """
 
-    def acquired(self, tenant: str, seconds: float, *, coalesced: bool, failed: bool) -> None:
-        """A call that missed the cache got its answer after ``seconds`` (real time)."""
+        def token_request(self, event: TokenRequestEvent) -> None:
+            """A token request to the authority ended."""
+
+        def acquired(
+            self, tenant: str, seconds: float, *, coalesced: bool, failed: bool
+        ) -> None:
+            """A call that missed the cache got its answer after ``seconds`` (real time)."""
 
 
 class TenantCounters:

@@ -6,7 +6,8 @@
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
-a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of). Writes ``bench.json`` (every
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/cold_burst, h/import_time
+(aiomsal's cold start). Writes ``bench.json`` (every
 figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
 be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
@@ -30,11 +31,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cold_scenarios import COLD_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
-from ._scenarios import SCENARIOS, Context, Settings
+from ._scenarios import SCENARIOS as _CORE_SCENARIOS
+from ._scenarios import Context, Settings
 
 __all__ = ["main"]
 
+SCENARIOS = {**_CORE_SCENARIOS, **COLD_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")
@@ -153,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "obo_hit": f"median of {settings.hit_batches} batches per cell",
             "obo_memory": "one measurement per library (tracemalloc)",
             "bounded": "one run (tracemalloc at each checkpoint)",
+            "cold_burst": "median of 7/5/3 bursts at 1k/10k/100k waiters (3/2/1 with --quick)",
+            "import_time": "15 rounds of fresh interpreters, the modules in turn (3 with --quick)",
         },
         "scenarios": scenarios,
         "goals": goals,

@@ -18,6 +18,7 @@ LAZY = (
     "redis",  # RedisCacheStorage
     "aiohttp.web",  # the loopback listener of the interactive flow
     "webbrowser",  # the interactive flow's default browser
+    "aiomsal._storage._file_storage",  # FileCacheStorage, on first use
     "aiomsal.testing",  # the fakes
     "aiomsal._transport._loopback",
     "aiomsal._storage._redis_storage",
@@ -61,6 +62,7 @@ def test_import_aiomsal_leaves_the_optional_machinery_unimported() -> None:
             ("cryptography", "jwt"),
         ),
         ("import aiomsal\naiomsal.RedisCacheStorage", ("redis",)),
+        ("from aiomsal import FileCacheStorage", ("aiomsal._storage._file_storage",)),
     ],
 )
 def test_the_first_call_that_needs_a_module_imports_it(code: str, needed: tuple[str, ...]) -> None:
