@@ -52,6 +52,19 @@ def test_the_testing_helpers_are_public() -> None:
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
 
 
+def test_the_msal_face_is_pinned() -> None:
+    import aiomsal.msal
+
+    assert aiomsal.msal.__all__ == [
+        "ConfidentialClientApplication",
+        "Prompt",
+        "PublicClientApplication",
+        "SerializableTokenCache",
+        "TokenCache",
+    ]
+    assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)
+
+
 def test_the_opentelemetry_integration_is_public() -> None:
     from aiomsal.integrations import opentelemetry
 
