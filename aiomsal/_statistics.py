@@ -175,16 +175,26 @@ class Counters:
         self.storage_errors = 0
         self.skipped_entries = 0
         self.request_failures = 0
-        #: Per-tenant counters, by the realm of the cache keys (at most MAX_TENANTS).
-        self.tenants: dict[str, TenantCounters] = {}
+        #: Per-tenant counters, by the realm of the cache keys (at most MAX_TENANTS);
+        #: ``tenants[realm]`` creates them (one dictionary lookup on the hit path).
+        self.tenants: dict[str, TenantCounters] = _Tenants()
         #: Told about token requests and waits when installed; ``None`` costs one check.
         self.observer: Observer | None = None
 
     def tenant(self, realm: str) -> TenantCounters:
         """The counters of ``realm`` (created on first use)."""
-        counters = self.tenants.get(realm)
-        if counters is None:
-            if len(self.tenants) >= MAX_TENANTS:
-                realm = OTHER_TENANTS
-            counters = self.tenants.setdefault(realm, TenantCounters())
+        return self.tenants[realm]
+
+
+class _Tenants(dict[str, TenantCounters]):
+    """Per-tenant counters that appear when first looked up, at most MAX_TENANTS of them."""
+
+    __slots__ = ()
+
+    def __missing__(self, realm: str) -> TenantCounters:
+        if len(self) >= MAX_TENANTS:
+            realm = OTHER_TENANTS
+            if realm in self:
+                return dict.__getitem__(self, realm)
+        counters = self[realm] = TenantCounters()
         return counters

@@ -168,3 +168,18 @@ async def test_a_failing_background_refresh_is_one_warning_for_all_its_retries(
 )
 def test_the_resource_of_a_scope_field(scope_field: str, resource: str) -> None:
     assert resource_of(scope_field) == resource
+
+
+def test_tenants_beyond_the_bound_are_counted_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiomsal import _statistics
+
+    monkeypatch.setattr(_statistics, "MAX_TENANTS", 2)
+    counters = _statistics.Counters()
+    for realm in ("a", "b", "c", "d", "a"):
+        counters.tenants[realm].hits += 1
+    assert {realm: t.hits for realm, t in counters.tenants.items()} == {
+        "a": 2,
+        "b": 1,
+        _statistics.OTHER_TENANTS: 2,
+    }
+    assert counters.tenant("e") is counters.tenants[_statistics.OTHER_TENANTS]

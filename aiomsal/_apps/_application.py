@@ -437,7 +437,7 @@ class ClientApplication:
         """
         counters = self._counters
         counters.hits += 1
-        counters.tenant(token.entry.key.realm).hits += 1
+        counters.tenants[token.entry.key.realm].hits += 1
         token.touched = True
         result = token.result
         if result is None:
