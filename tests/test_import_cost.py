@@ -47,6 +47,11 @@ def test_import_aiomsal_leaves_the_optional_machinery_unimported() -> None:
     assert [name for name in LAZY if loaded(modules, name)] == []
 
 
+def test_the_command_line_leaves_the_fakes_to_the_demo() -> None:
+    modules = imported_by("import aiomsal._cli._commands")
+    assert [name for name in LAZY if loaded(modules, name)] == []
+
+
 @pytest.mark.parametrize(
     ("code", "needed"),
     [

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import anyio.lowlevel
@@ -24,7 +24,9 @@ import anyio.lowlevel
 from .._apps._confidential import ConfidentialClientApplication
 from .._protocol._credentials import ClientCredential, ClientSecret
 from .._statistics import CacheStatistics
-from ..testing import FakeAuthority
+
+if TYPE_CHECKING:  # the fake is imported when the demo starts it, not by `aiomsal token`
+    from ..testing import FakeAuthority
 
 __all__ = ["DemoOptions", "default_resources", "default_tenants", "run_demo"]
 
@@ -380,6 +382,8 @@ async def run_demo(
         fake: FakeAuthority | None = None
         credential: ClientCredential
         if options.authority is None:
+            from ..testing import FakeAuthority
+
             fake = await stack.enter_async_context(FakeAuthority(latency=options.latency))
             client_id, secret = "aiomsal-demo", secrets.token_urlsafe(24)
             credential = ClientSecret(secret)
