@@ -6,7 +6,8 @@
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
-a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/cold_burst, h/import_time
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/validation, h/fanout (web
+APIs: incoming-token validation, token-attaching fan-out); i/cold_burst, j/import_time
 (aiomsal's cold start). Writes ``bench.json`` (every
 figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
 be committed), and prints a table.
@@ -33,12 +34,14 @@ from typing import Any
 
 from ._cold_scenarios import COLD_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
-from ._scenarios import SCENARIOS as _CORE_SCENARIOS
+from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
 from ._scenarios import Context, Settings
+from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 
 __all__ = ["main"]
 
-SCENARIOS = {**_CORE_SCENARIOS, **COLD_SCENARIOS}
+#: Every scenario: the token-cache ones, then the web API ones (g, h), the cold-start ones (i, j).
+SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")
@@ -138,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     wall = time.perf_counter()
     scenarios = asyncio.run(_run(names, settings))
-    goals = evaluate_goals(scenarios)
+    goals = evaluate_goals(scenarios) + web_goals(scenarios)
     table = markdown_table(scenarios, goals)
     report: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"),
@@ -157,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "obo_hit": f"median of {settings.hit_batches} batches per cell",
             "obo_memory": "one measurement per library (tracemalloc)",
             "bounded": "one run (tracemalloc at each checkpoint)",
+            **WEB_REPETITIONS,
             "cold_burst": "median of 7/5/3 bursts at 1k/10k/100k waiters (3/2/1 with --quick)",
             "import_time": "15 rounds of fresh interpreters, the modules in turn (3 with --quick)",
         },

@@ -9,12 +9,13 @@ takes no lock: the atomic rename already guarantees it a complete file, and it
 never waits behind a writer. Every file operation runs in a worker thread of
 the storage's own small pool, bounded by ``operation_timeout``: a file whose
 open blocks (a hung network home directory, a FIFO) fails the call in time
-instead of stalling its callers, and cannot starve other users of threads.
+(:class:`~aiomsal.MsalTransportError`, a transient fault) instead of stalling
+its callers, and cannot starve other users of threads.
 
 What no retry can fix is a configuration error, raised as
 :class:`~aiomsal.MsalConfigurationError`: a file that cannot be decrypted with
 the key given (with ``on_corrupt="raise"``), a path that cannot be read or
-written for lack of permission, a directory or other non-file at the path.
+written for lack of permission, a directory (or a device) at the path.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
@@ -42,7 +43,7 @@ from .._cache._storage import Merge
 from .._concurrency._clock import Clock, SystemClock
 from .._errors import MsalConfigurationError, MsalError, MsalTransportError
 
-if TYPE_CHECKING:  # cryptography is imported when an encryption key is given
+if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 try:
@@ -96,13 +97,6 @@ def _parse_key(key: bytes | str, source: str) -> bytes:
             "(make one with: base64.urlsafe_b64encode(os.urandom(32)).decode())"
         )
     return key
-
-
-def _aead(key: bytes) -> AESGCM:
-    """The cipher of an encrypted file (cryptography is imported when one is configured)."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    return AESGCM(key)
 
 
 class FileCacheStorage:
@@ -167,7 +161,11 @@ class FileCacheStorage:
             key = _parse_key(encryption_key, "encryption_key")
         elif key_env_var and os.environ.get(key_env_var):
             key = _parse_key(os.environ[key_env_var], f"the environment variable {key_env_var}")
-        self._aead = _aead(key) if key is not None else None
+        self._aead: AESGCM | None = None
+        if key is not None:  # cryptography is imported when a key is given
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(key)
         self._on_corrupt = on_corrupt
         self._lock_timeout = lock_timeout
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -176,6 +174,12 @@ class FileCacheStorage:
         self._warned: tuple[int, int, int] | None = None
         self._swept = False
         self._closed = False
+
+    async def __aenter__(self) -> FileCacheStorage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"FileCacheStorage({self._path!r}, encrypted={self._aead is not None})"
@@ -343,14 +347,16 @@ class FileCacheStorage:
 
     def _read_sync(self) -> _Partitions:
         try:
-            # Non-blocking, so that a FIFO at the path is refused instead of waited on.
-            fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # May block (a hung network file system, a FIFO): _io bounds the wait.
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return {}
         with open(fd, "rb") as file:
             stat = os.fstat(fd)
+            if S_ISDIR(stat.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
             if not S_ISREG(stat.st_mode):
-                raise _NotAFile(0, "is not a regular file (a directory, FIFO or device)")
+                raise _NotAFile(0, "is not a regular file (a FIFO or a device)")
             raw = file.read()
         file_id = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if not raw:
