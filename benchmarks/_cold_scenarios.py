@@ -180,8 +180,8 @@ async def import_time(ctx: Context) -> JSON:
 COLD_SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("cold_burst", "i", "cold burst on one key: first request, cost per waiter",
+        Scenario("cold_burst", "n", "cold burst on one key: first request, cost per waiter",
                  cold_burst),
-        Scenario("import_time", "j", "import aiomsal vs aiohttp vs msal", import_time),
+        Scenario("import_time", "o", "import aiomsal vs aiohttp vs msal", import_time),
     )
 }

@@ -6,11 +6,12 @@
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
-a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/validation, h/fanout (web
-APIs: incoming-token validation, token-attaching fan-out); i/cold_burst, j/import_time
-(aiomsal's cold start). Writes ``bench.json`` (every
-figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
-be committed), and prints a table.
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/fleet (4 processes sharing a
+storage); h/validation, i/fanout (web APIs: incoming-token validation, token-attaching
+fan-out); j-m the Azure SDK credentials (benchmarks/_azure_scenarios.py); n/cold_burst,
+o/import_time (aiomsal's cold start, benchmarks/_cold_scenarios.py). Writes
+``bench.json`` (every figure, settings, machine, versions, date) and ``bench.png`` to
+benchmarks/results (meant to be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
 """
 
@@ -32,6 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests import network_guard
+
+from ._azure_scenarios import azure_table
 from ._cold_scenarios import COLD_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
 from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
@@ -130,6 +134,9 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Loopback only: a socket aimed anywhere else (IMDS's 169.254.169.254, the internet)
+    # is refused before it connects, so a misconfigured peer fails instead of leaving.
+    network_guard.install()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     names = _select(args.only)
@@ -143,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = asyncio.run(_run(names, settings))
     goals = evaluate_goals(scenarios) + web_goals(scenarios)
     table = markdown_table(scenarios, goals)
+    if any(name.startswith("azure_") for name in scenarios):
+        table += "\n\nAzure SDK credentials (aiomsal.integrations.azure):\n\n"
+        table += azure_table(scenarios)
     report: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *(argv or sys.argv[1:])]),

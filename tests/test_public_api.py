@@ -19,8 +19,11 @@ def test_the_public_api_is_pinned() -> None:
         "Clock",
         "ConfidentialClientApplication",
         "DeviceFlow",
+        "FederatedTokenFile",
         "FileCacheStorage",
         "MsalClaimsChallengeError",
+        "ImdsRetryPolicy",
+        "ManagedIdentityClient",
         "MsalConfigurationError",
         "MsalError",
         "MsalInsufficientScopeError",
@@ -36,12 +39,15 @@ def test_the_public_api_is_pinned() -> None:
         "PublicClientApplication",
         "RedisCacheStorage",
         "SerializableTokenCache",
+        "SystemAssignedManagedIdentity",
         "SystemClock",
         "TenantStatistics",
         "TokenValidator",
         "TokenValidatorStatistics",
         "ValidatedToken",
+        "UserAssignedManagedIdentity",
         "__version__",
+        "workload_identity_application",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
 
@@ -59,6 +65,27 @@ def test_every_error_is_an_msal_error() -> None:
 def test_the_testing_helpers_are_public() -> None:
     assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
+
+
+def test_the_azure_integration_is_pinned() -> None:
+    import aiomsal.integrations.azure as azure
+
+    assert azure.__all__ == [
+        "AzureCliCredential",
+        "CertificateCredential",
+        "ChainedTokenCredential",
+        "ClientAssertionCredential",
+        "ClientSecretCredential",
+        "CredentialUnavailableError",
+        "DefaultAzureCredential",
+        "EnvironmentCredential",
+        "ManagedIdentityCredential",
+        "OnBehalfOfCredential",
+        "WorkloadIdentityCredential",
+    ]
+    from azure.core.exceptions import ClientAuthenticationError
+
+    assert issubclass(azure.CredentialUnavailableError, ClientAuthenticationError)
 
 
 def test_the_msal_face_is_pinned() -> None:

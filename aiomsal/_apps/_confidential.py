@@ -14,6 +14,7 @@ from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
 from .._concurrency._refresher import Refresh
 from .._errors import MsalConfigurationError, MsalUiRequiredError
+from .._protocol._claims import merge_claims
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
@@ -201,7 +202,11 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             scopes=scopes,
             # The assertion's audience stays the global endpoint, as MSAL's does.
             client_auth=await self._client_auth(token_endpoint, requested_at),
-            claims=claims,
+            claims=(
+                merge_claims(claims, self.client_capabilities)
+                if self.client_capabilities
+                else claims
+            ),
         )
         response = await self._send_token_request(request)
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
