@@ -51,20 +51,26 @@ from ._protocol._token_validation import ValidatedToken as ValidatedToken
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
-from ._storage._file_storage import FileCacheStorage as FileCacheStorage
+from ._statistics import TenantStatistics as TenantStatistics
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from ._storage._file_storage import FileCacheStorage as FileCacheStorage
     from ._storage._redis_storage import RedisCacheStorage as RedisCacheStorage
 
 
 def __getattr__(name: str) -> Any:
-    """``RedisCacheStorage`` is imported on first use: redis is an optional extra."""
+    """The storages are imported on first use: redis is an optional extra, and
+    ``import aiomsal`` should not pay for either."""
     if name == "RedisCacheStorage":
         from ._storage._redis_storage import RedisCacheStorage
 
         return RedisCacheStorage
+    if name == "FileCacheStorage":
+        from ._storage._file_storage import FileCacheStorage
+
+        return FileCacheStorage
     raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
 
 __all__ = [
@@ -101,6 +107,7 @@ __all__ = [
     "SerializableTokenCache",
     "SystemAssignedManagedIdentity",
     "SystemClock",
+    "TenantStatistics",
     "TokenValidator",
     "TokenValidatorStatistics",
     "ValidatedToken",

@@ -8,7 +8,8 @@ the scenarios need); the three libraries are pointed at it and measured in the s
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
 a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/fleet (4 processes sharing a
 storage); h/validation, i/fanout (web APIs: incoming-token validation, token-attaching
-fan-out); j-m the Azure SDK credentials (benchmarks/_azure_scenarios.py). Writes
+fan-out); j-m the Azure SDK credentials (benchmarks/_azure_scenarios.py); n/cold_burst,
+o/import_time (aiomsal's cold start, benchmarks/_cold_scenarios.py). Writes
 ``bench.json`` (every figure, settings, machine, versions, date) and ``bench.png`` to
 benchmarks/results (meant to be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
@@ -35,6 +36,7 @@ from typing import Any
 from tests import network_guard
 
 from ._azure_scenarios import azure_table
+from ._cold_scenarios import COLD_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
 from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
 from ._scenarios import Context, Settings
@@ -42,8 +44,8 @@ from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 
 __all__ = ["main"]
 
-#: Every scenario: the token-cache ones, then the web API ones (g, h).
-SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS}
+#: Every scenario: the token-cache ones, then the web API ones (g, h), the cold-start ones (i, j).
+SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")
@@ -169,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "obo_memory": "one measurement per library (tracemalloc)",
             "bounded": "one run (tracemalloc at each checkpoint)",
             **WEB_REPETITIONS,
+            "cold_burst": "median of 7/5/3 bursts at 1k/10k/100k waiters (3/2/1 with --quick)",
+            "import_time": "15 rounds of fresh interpreters, the modules in turn (3 with --quick)",
         },
         "scenarios": scenarios,
         "goals": goals,

@@ -41,6 +41,7 @@ def test_the_public_api_is_pinned() -> None:
         "SerializableTokenCache",
         "SystemAssignedManagedIdentity",
         "SystemClock",
+        "TenantStatistics",
         "TokenValidator",
         "TokenValidatorStatistics",
         "ValidatedToken",
@@ -98,3 +99,9 @@ def test_the_msal_face_is_pinned() -> None:
         "TokenCache",
     ]
     assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)
+
+
+def test_the_opentelemetry_integration_is_public() -> None:
+    from aiomsal.integrations import opentelemetry
+
+    assert opentelemetry.__all__ == ["Instrumentation", "instrument"]

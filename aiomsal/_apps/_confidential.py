@@ -108,8 +108,38 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         claims: str | None,
         force_refresh: bool,
     ) -> AuthenticationResult:
+        """A miss: callers with the same arguments share one flight from the start.
+
+        The flight resolves the authority, derives the key and enters the key's
+        flight; the callers that join it do nothing else and wake once, when the
+        token is there (a cold burst's waiters are not woken between the authority's
+        metadata and the token request, and the request is not queued behind them).
+        """
         self._check_open()
         requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        call = (requested, tenant, claims, force_refresh)
+        try:
+            joined = self._calls.join(call)
+        except TypeError:  # not hashable: the validation says what is wrong
+            return await self._acquire_client_call(requested, tenant, claims, force_refresh)
+        if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
+            counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
+            counters.misses += 1
+            counters.coalesced += 1
+        waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
+        if self._counters.observer is None:
+            return await waiting
+        realm = self._default_realm if tenant is None else tenant
+        return await self._observed(waiting, realm, coalesced=joined is not None)
+
+    async def _acquire_client_call(
+        self,
+        requested: Iterable[str],
+        tenant: str | None,
+        claims: str | None,
+        force_refresh: bool,
+    ) -> AuthenticationResult:
+        self._check_open()
         authority = self._target_authority(tenant)
         normalized = client_credentials_scopes(requested, **self._scope_rules(authority))
         resolved = await self._resolver.resolve(authority)

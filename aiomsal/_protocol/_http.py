@@ -47,6 +47,8 @@ class HttpResponse:
     body: bytes = field(repr=False)
     #: True for a throttled answer replayed from memory: no request was sent.
     replayed: bool = False
+    #: Attempts the transport made for this answer (2 after its one retry).
+    attempts: int = 1
 
     def json(self) -> Any:
         """Decode the body as bounded JSON (raises ``JsonRejected``, a ``ValueError``).

@@ -12,7 +12,8 @@ Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
+import dataclasses
+import functools
 import ipaddress
 import logging
 import random
@@ -37,14 +38,16 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("aiomsal")
 
 
+@functools.cache
 def _package_version() -> str:
+    """aiomsal's version, read on the first request (importlib.metadata is slow to import)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("aiomsal")
     except importlib.metadata.PackageNotFoundError:
         return "0.0.0"
 
-
-_VERSION = _package_version()
 
 _CORRELATION_HEADER = "client-request-id"
 
@@ -201,6 +204,7 @@ class AiohttpTransport:
                 f"{_describe(exc, self._timeout_seconds)} "
                 f"(client-request-id {correlation_id})"
             ) from exc
+        response = dataclasses.replace(response, attempts=2)
         self._throttle.record(request, response, self._clock.time())
         return response
 
@@ -270,7 +274,7 @@ class AiohttpTransport:
             "accept": "application/json",
             "return-client-request-id": "true",
             "x-client-sku": "aiomsal.python",
-            "x-client-ver": _VERSION,
+            "x-client-ver": _package_version(),
             "x-client-os": sys.platform,
         }
         if self._user_agent:
