@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
 from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
 from ._apps._public import PublicClientApplication as PublicClientApplication
-from ._apps._token_validator import TokenValidator as TokenValidator
-from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
 from ._apps._workload_identity import FederatedTokenFile as FederatedTokenFile
 from ._apps._workload_identity import (
     workload_identity_application as workload_identity_application,
@@ -47,7 +45,6 @@ from ._protocol._managed_identity._ids import (
     UserAssignedManagedIdentity as UserAssignedManagedIdentity,
 )
 from ._protocol._managed_identity._retry import ImdsRetryPolicy as ImdsRetryPolicy
-from ._protocol._token_validation import ValidatedToken as ValidatedToken
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
@@ -56,22 +53,32 @@ from ._statistics import TenantStatistics as TenantStatistics
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from ._apps._token_validator import TokenValidator as TokenValidator
+    from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
+    from ._protocol._token_validation import ValidatedToken as ValidatedToken
     from ._storage._file_storage import FileCacheStorage as FileCacheStorage
     from ._storage._redis_storage import RedisCacheStorage as RedisCacheStorage
 
+#: Imported on first use, so that ``import aiomsal`` pays only for what every application
+#: needs: redis is an optional extra; the file storage and token validation are for some.
+_LAZY = {
+    "FileCacheStorage": "._storage._file_storage",
+    "RedisCacheStorage": "._storage._redis_storage",
+    "TokenValidator": "._apps._token_validator",
+    "TokenValidatorStatistics": "._apps._token_validator",
+    "ValidatedToken": "._protocol._token_validation",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """The storages are imported on first use: redis is an optional extra, and
-    ``import aiomsal`` should not pay for either."""
-    if name == "RedisCacheStorage":
-        from ._storage._redis_storage import RedisCacheStorage
+    """The names of ``_LAZY``, imported when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
+    import importlib
 
-        return RedisCacheStorage
-    if name == "FileCacheStorage":
-        from ._storage._file_storage import FileCacheStorage
+    return getattr(importlib.import_module(module, __name__), name)
 
-        return FileCacheStorage
-    raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
 
 __all__ = [
     "Account",
