@@ -383,6 +383,8 @@ def check_access(
     application's permissions); with both, either set suffices, so one route
     serves users and daemons. With neither, any valid token passes.
     """
+    if isinstance(scopes, str) or isinstance(roles, str):
+        raise MsalConfigurationError("scopes and roles are lists, such as ['Orders.Read']")
     wanted_scopes, wanted_roles = tuple(scopes), tuple(roles)
     if not wanted_scopes and not wanted_roles:
         return
