@@ -130,6 +130,28 @@ async def test_killing_redis_mid_load_never_reaches_a_caller(
     assert stats.storage_errors >= 1
 
 
+async def test_a_cold_burst_of_200_keys_is_saved_to_the_file_without_a_storage_error(
+    fake: FakeAuthority, tmp_path: Path
+) -> None:
+    """The saves that wait for the file's writer go into one rewrite of the file.
+
+    One rewrite (read, merge, fsync, rename) per save made the last of 200 saves
+    wait past the storage timeout: a third of them failed, and were never stored.
+    """
+    path = tmp_path / "cache.bin"
+    scopes = [[f"api://resource-{i}/.default"] for i in range(200)]
+    async with confidential(fake, FileCacheStorage(path)) as app:
+        async with anyio.create_task_group() as group:
+            for scope in scopes:
+                group.start_soon(app.acquire_token_for_client, scope)
+        assert app.statistics().storage_errors == 0
+    async with confidential(fake, FileCacheStorage(path)) as restarted:
+        for scope in scopes:
+            assert (await restarted.acquire_token_for_client(scope)).token_source == "cache"
+        assert restarted.statistics().storage_hits == 200
+    assert len(fake.token_requests) == 200
+
+
 def run_workers(
     redis_server: RedisServer, tmp_path: Path, *, processes: int, tasks: int, keys: int,
     latency: float, operation_timeout: float = 0.5,
