@@ -20,17 +20,26 @@ def test_the_public_api_is_pinned() -> None:
         "ConfidentialClientApplication",
         "DeviceFlow",
         "FileCacheStorage",
+        "MsalClaimsChallengeError",
         "MsalConfigurationError",
         "MsalError",
+        "MsalInsufficientScopeError",
+        "MsalInvalidTokenError",
+        "MsalMissingTokenError",
         "MsalServiceError",
         "MsalSignInError",
+        "MsalSigningKeysUnavailableError",
         "MsalThrottledError",
+        "MsalTokenValidationError",
         "MsalTransportError",
         "MsalUiRequiredError",
         "PublicClientApplication",
         "RedisCacheStorage",
         "SerializableTokenCache",
         "SystemClock",
+        "TokenValidator",
+        "TokenValidatorStatistics",
+        "ValidatedToken",
         "__version__",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
@@ -49,3 +58,16 @@ def test_every_error_is_an_msal_error() -> None:
 def test_the_testing_helpers_are_public() -> None:
     assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
+
+
+def test_the_msal_face_is_pinned() -> None:
+    import aiomsal.msal
+
+    assert aiomsal.msal.__all__ == [
+        "ConfidentialClientApplication",
+        "Prompt",
+        "PublicClientApplication",
+        "SerializableTokenCache",
+        "TokenCache",
+    ]
+    assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)

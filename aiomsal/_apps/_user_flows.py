@@ -24,6 +24,7 @@ from .._protocol._auth_code import (
     code_from_auth_response,
     initiate_auth_code_flow,
 )
+from .._protocol._authority import parse_authority
 from .._protocol._claims import merge_claims
 from .._protocol._grants._user_grants import (
     build_auth_code_request,
@@ -40,7 +41,7 @@ from .._protocol._identity import (
 )
 from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
-from .._result import Account, AuthenticationResult
+from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
 from ._application import ClientApplication
 
@@ -72,8 +73,12 @@ class UserFlowApplication(ClientApplication):
             accounts = [a for a in accounts if (a.username or "").lower() == wanted]
         return accounts
 
-    async def remove_account(self, account: Account) -> None:
-        """Sign an account out of the cache: its access, refresh and ID tokens go with it."""
+    async def remove_account(self, account: Account | Mapping[str, Any]) -> None:
+        """Sign an account out of the cache: its access, refresh and ID tokens go with it.
+
+        ``account`` is an :class:`Account` or MSAL's account dict.
+        """
+        account = as_account(account)
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
         if self._persistence is not None:
@@ -88,7 +93,8 @@ class UserFlowApplication(ClientApplication):
     async def acquire_token_silent(
         self,
         scopes: Iterable[str],
-        account: Account | None,
+        account: Account | Mapping[str, Any] | None,
+        authority: str | None = None,
         *,
         claims_challenge: str | None = None,
         force_refresh: bool = False,
@@ -100,10 +106,21 @@ class UserFlowApplication(ClientApplication):
         :class:`MsalUiRequiredError` when only an interactive sign-in can help.
         A cached token whose scopes include the requested ones is a hit; new
         scopes (incremental consent) are asked for with the refresh token.
+        ``account`` is an :class:`Account` or MSAL's account dict.
+        ``authority`` holds MSAL's third positional place; only the
+        application's own authority is accepted there (use ``tenant=`` for
+        another tenant).
         """
         self._check_open()
-        if account is None:
+        if not account:
             return None
+        if not isinstance(account, Account):
+            account = Account.from_dict(account)
+        if authority is not None and parse_authority(authority) != self.authority:
+            raise MsalConfigurationError(
+                "acquire_token_silent() uses the application's authority; "
+                "pass tenant= for another tenant"
+            )
         environment, realm, wanted = await self._shape(scopes, tenant)
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
@@ -161,7 +178,7 @@ class UserFlowApplication(ClientApplication):
             endpoint,
             client_id=self.client_id,
             refresh_token=refresh_token,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             client_auth=auth,
             claims=merged,
         )
@@ -193,7 +210,7 @@ class UserFlowApplication(ClientApplication):
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
             redirect_uri=redirect_uri,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             state=state,
             prompt=prompt,
             login_hint=login_hint,
@@ -226,17 +243,22 @@ class UserFlowApplication(ClientApplication):
     async def get_authorization_request_url(
         self,
         scopes: Iterable[str],
-        redirect_uri: str,
-        *,
+        login_hint: str | None = None,
         state: str | None = None,
+        redirect_uri: str | None = None,
+        *,
         nonce: str | None = None,
         code_challenge: str | None = None,
         prompt: str | None = None,
-        login_hint: str | None = None,
         domain_hint: str | None = None,
         claims_challenge: str | None = None,
     ) -> str:
-        """The sign-in URL, for applications that keep state and PKCE themselves."""
+        """The sign-in URL, for applications that keep state and PKCE themselves.
+
+        The positional order is MSAL's (``scopes, login_hint, state,
+        redirect_uri``); the rest is keyword-only. Without ``redirect_uri``
+        the authority uses the application's registered one.
+        """
         self._check_open()
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._resolver.resolve(self.authority)
@@ -244,7 +266,7 @@ class UserFlowApplication(ClientApplication):
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
             redirect_uri=redirect_uri,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             state=state,
             nonce=nonce,
             code_challenge=code_challenge,
@@ -300,7 +322,7 @@ class UserFlowApplication(ClientApplication):
                 client_id=self.client_id,
                 code=code,
                 redirect_uri=redirect_uri,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 code_verifier=code_verifier,
                 claims=merged,
@@ -334,7 +356,7 @@ class UserFlowApplication(ClientApplication):
                 client_id=self.client_id,
                 username=username,
                 password=password,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 claims=merged,
             ),
@@ -393,7 +415,10 @@ class UserFlowApplication(ClientApplication):
         if write_through:
             await self._write_through(token.entry.key)
         return self._result(
-            token, source="identity_provider", correlation_id=response.correlation_id
+            token,
+            source="identity_provider",
+            correlation_id=response.correlation_id,
+            response=response,
         )
 
     def _store_user_tokens(

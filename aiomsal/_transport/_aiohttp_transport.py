@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import ipaddress
 import logging
 import random
 import ssl
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
@@ -92,6 +94,9 @@ class AiohttpTransport:
         retry_backoff: float = 0.5,
         throttle: ThrottleMemory | None = None,
         user_agent: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        trust_env: bool = True,
+        app_headers: Mapping[str, str] | None = None,
     ) -> None:
         if not timeout > 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
@@ -106,6 +111,10 @@ class AiohttpTransport:
         self._retry_backoff = retry_backoff
         self._throttle = throttle if throttle is not None else ThrottleMemory()
         self._user_agent = user_agent
+        self._proxies = check_proxies(proxies)
+        # Read once: HTTP(S)_PROXY and NO_PROXY, as requests (which MSAL uses) reads them.
+        self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
+        self._app_headers = dict(app_headers or {})
         self._closed = False
 
     @property
@@ -200,6 +209,29 @@ class AiohttpTransport:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to ``url`` goes through, or None.
+
+        ``proxies`` (requests' form: ``{"https": url, "http": url}``, or
+        ``"all"``) wins; else, with ``trust_env``, ``HTTPS_PROXY`` /
+        ``HTTP_PROXY`` unless ``NO_PROXY`` names the host. A link-local host
+        (IMDS, 169.254.169.254) is always reached directly: a proxy would
+        answer for another machine.
+        """
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:
+            return None
+        if is_link_local(host):
+            return None
+        chosen = self._proxies.get(parts.scheme) or self._proxies.get("all")
+        if chosen is not None or not self._env_proxies:
+            return chosen
+        if no_proxy_matches(host, parts.port, self._env_proxies.get("no", "")):
+            return None
+        return self._env_proxies.get(parts.scheme) or self._env_proxies.get("all")
+
     # -- internals ---------------------------------------------------------
 
     def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
@@ -215,8 +247,8 @@ class AiohttpTransport:
                 connector=connector,
                 timeout=self._timeout,
                 raise_for_status=False,
-                # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
-                trust_env=True,
+                # Proxies are chosen per request (proxy_for), never for IMDS.
+                trust_env=False,
             )
             self._session = session
         elif session.closed:
@@ -233,6 +265,7 @@ class AiohttpTransport:
         }
         if self._user_agent:
             headers["user-agent"] = self._user_agent
+        headers.update(self._app_headers)
         headers.update(_lower_keys(request.headers))
         if not headers.get(_CORRELATION_HEADER):
             headers[_CORRELATION_HEADER] = str(uuid.uuid4())
@@ -262,6 +295,7 @@ class AiohttpTransport:
                 data=data,
                 ssl=self._ssl,
                 timeout=self._timeout,
+                proxy=self.proxy_for(url),
                 allow_redirects=False,
             ) as raw:
                 status = raw.status
@@ -287,6 +321,51 @@ class AiohttpTransport:
             correlation_id,
         )
         return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+def check_proxies(proxies: object) -> dict[str, str]:
+    """requests' ``proxies`` dict (scheme -> proxy URL), checked; ``{}`` for None."""
+    if proxies is None:
+        return {}
+    if not isinstance(proxies, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in proxies.items()
+    ):
+        raise MsalConfigurationError(
+            "proxies must map a scheme to a proxy URL, as {'https': 'http://proxy:3128'}"
+        )
+    for value in proxies.values():
+        try:
+            scheme = urlsplit(value).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https"):
+            raise MsalConfigurationError("a proxy URL must start with http:// or https://")
+    return dict(proxies)
+
+
+def no_proxy_matches(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` (comma-separated hosts, ``.domain`` suffixes, ``*``) names the host."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def is_link_local(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 link-local address (where IMDS answers)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_link_local
+    except ValueError:
+        return False
 
 
 async def _read_capped(raw: aiohttp.ClientResponse) -> bytes:
