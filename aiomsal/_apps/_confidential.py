@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._cache._entries import AccessTokenKey
 from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
+from .._concurrency._refresher import Refresh
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
@@ -56,10 +58,13 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         self._region = choose_region(self._azure_region, os.environ, confidential=True)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
-        self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
+        #: The keys of earlier calls: by their one scope (the same string as the key's
+        #: target when it is lower-case) or their scopes, for the authority's tenant ...
+        self._app_keys: dict[str | tuple[str, ...], AccessTokenKey] = {}
+        #: ... and by (scopes, tenant) for calls with a tenant override.
+        self._tenant_app_keys: dict[tuple[tuple[str, ...], str], AccessTokenKey] = {}
         # Bound once, so that scheduling a background refresh allocates no closure.
         self._refresh_client = self._refresh_client_token
-        self._refresh_obo = self._refresh_obo_token
 
     def _cached_tokens(self) -> int:
         return len(self._app_tokens) + len(self._users)
@@ -80,8 +85,12 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         ``claims_challenge`` and ``force_refresh`` skip the cache.
         """
         try:
-            key = self._app_keys[(tuple(scopes), tenant)]
-        except (KeyError, TypeError):
+            if tenant is None:
+                requested = tuple(scopes)
+                key = self._app_keys[requested[0] if len(requested) == 1 else requested]
+            else:
+                key = self._tenant_app_keys[(tuple(scopes), tenant)]
+        except (KeyError, TypeError, IndexError):
             pass
         else:
             # The hit path: dictionary lookups and a clock read, nothing that suspends.
@@ -111,9 +120,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             user_assertion_hash="",
             target=target_key(normalized, case_sensitive=authority.kind == "oidc"),
         )
-        if len(self._app_keys) >= MEMO_LIMIT:
-            self._app_keys.clear()
-        self._app_keys[(tuple(requested), tenant)] = key
+        self._remember_app_key(tuple(requested), tenant, key)
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
@@ -126,9 +133,22 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             fresh=claims is not None or force_refresh,
         )
 
+    def _remember_app_key(
+        self, requested: tuple[str, ...], tenant: str | None, key: AccessTokenKey
+    ) -> None:
+        """Remember the key a call's (scopes, tenant) maps to, so its next hit skips validation."""
+        if tenant is None:
+            memo: dict[Any, AccessTokenKey] = self._app_keys
+            memo_key: object = requested[0] if len(requested) == 1 else requested
+        else:
+            memo, memo_key = self._tenant_app_keys, (requested, tenant)
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[memo_key] = key
+
     async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
         """Renew an application token in the background (``tenant``: the call's override)."""
-        key, scopes = token.entry.key, token.entry.scopes
+        key, scopes = token.key, token.scopes
         await self._refresh_in_background(
             token,
             self._app_tokens.get,
@@ -224,7 +244,8 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             if token is None or token.serve_until <= self._clock.time():
                 token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
+                renew = prefix.renew or self._obo_renewal(prefix)
+                return self._serve(token, renew, user_assertion)
         self._check_open()
         return await self._acquire_missing(
             key,
@@ -234,12 +255,16 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             fresh=claims_challenge is not None or force_refresh,
         )
 
+    def _obo_renewal(self, prefix: RequestShape) -> Refresh:
+        """The background renewal of the on-behalf-of tokens of one shape, made once."""
+        renew = prefix.renew = functools.partial(self._refresh_obo_token, prefix)
+        return renew
+
     async def _refresh_obo_token(
-        self, token: CachedToken, context: tuple[str, RequestShape, str | None]
+        self, prefix: RequestShape, token: CachedToken, assertion: str
     ) -> None:
         """Renew an on-behalf-of token in the background (its refresh token first)."""
-        assertion, prefix, tenant = context
-        key = token.entry.key
+        key, tenant = token.key, prefix.tenant
         await self._refresh_in_background(
             token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
         )

@@ -43,7 +43,7 @@ from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import ClientApplication
+from ._application import ClientApplication, RequestShape
 
 __all__ = ["UserFlowApplication"]
 
@@ -121,14 +121,15 @@ class UserFlowApplication(ClientApplication):
                 "acquire_token_silent() uses the application's authority; "
                 "pass tenant= for another tenant"
             )
-        environment, realm, wanted = await self._shape(scopes, tenant)
+        shape = await self._shape(scopes, tenant)
+        environment, realm, wanted = shape.environment, shape.realm, shape.wanted
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
         )
         if claims_challenge is None and not force_refresh:
             token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_user_token, (wanted, tenant))
+                return self._serve(token, self._refresh_user_token, shape)
         if self._users.refresh_token(key.partition) is None:
             # Another process of this application may have signed the account in.
             if self._persistence is None or not await self._persistence.load(
@@ -150,12 +151,9 @@ class UserFlowApplication(ClientApplication):
             fresh=claims_challenge is not None or force_refresh,
         )
 
-    async def _refresh_user_token(
-        self, token: CachedToken, context: tuple[UserScopes, str | None]
-    ) -> None:
+    async def _refresh_user_token(self, token: CachedToken, shape: RequestShape) -> None:
         """Renew a signed-in user's token in the background with the refresh token."""
-        wanted, tenant = context
-        key = token.entry.key
+        key, wanted, tenant = token.key, shape.wanted, shape.tenant
         await self._refresh_in_background(
             token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
         )
@@ -413,7 +411,7 @@ class UserFlowApplication(ClientApplication):
             assertion_hash=assertion_hash,
         )
         if write_through:
-            await self._write_through(token.entry.key)
+            await self._write_through(token.key)
         return self._result(
             token,
             source="identity_provider",
@@ -466,14 +464,15 @@ class UserFlowApplication(ClientApplication):
             scopes=granted_scopes(response.scope, wanted.requested),
             identity=identity,
         )
-        self._users.put(token)
+        partition = self._users.partition_of(key)
+        self._users.put(token, partition)
         if response.refresh_token:
             self._users.put_refresh_token(
                 RefreshTokenEntry(
-                    partition=key.partition,
+                    partition=partition,
                     secret=response.refresh_token,
                     target=key.target,
-                    last_modification_time=int(requested_at),
+                    last_modification_time=token.cached_at,
                     home_account_id=home,
                     family_id=response.foci,
                 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -51,8 +50,9 @@ class BackgroundRefresher:
         self._counters = counters
         self._first_retry = first_retry
         self._max_retry = max_retry
-        self._heap: list[tuple[float, int, CachedToken, Refresh, Any]] = []
-        self._order = itertools.count()
+        #: The scheduled tokens themselves, ordered by refresh time (the smallest handle:
+        #: one list slot per token; what to call is on the token).
+        self._heap: list[CachedToken] = []
         self._running = False
         self._wake = anyio.Event()
         self._sleep: anyio.CancelScope | None = None
@@ -63,7 +63,8 @@ class BackgroundRefresher:
 
     def schedule(self, token: CachedToken, refresh: Refresh, context: Any = None) -> None:
         """Refresh ``token`` at its refresh time by calling ``refresh(token, context)``."""
-        heapq.heappush(self._heap, (token.refresh_at, next(self._order), token, refresh, context))
+        token.renew, token.context = refresh, context
+        heapq.heappush(self._heap, token)
         if not self._running:
             self._running = True
             self._runner.spawn(self._run)
@@ -78,15 +79,15 @@ class BackgroundRefresher:
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
-            due = self._heap[0][0]
+            due = self._heap[0].refresh_at
             delay = due - self._clock.time()
             if delay > 0:
                 await self._sleep_for(due, delay)
                 continue
-            _, _, token, refresh, context = heapq.heappop(self._heap)
+            token = heapq.heappop(self._heap)
             if self._runner.closed:
                 return
-            self._runner.spawn(self._refresh, token, refresh, context)
+            self._runner.spawn(self._refresh, token)
 
     async def _sleep_for(self, due: float, delay: float) -> None:
         with anyio.CancelScope() as scope:
@@ -96,11 +97,12 @@ class BackgroundRefresher:
             finally:
                 self._sleep, self._sleep_until = None, float("inf")
 
-    async def _refresh(self, token: CachedToken, refresh: Refresh, context: Any) -> None:
+    async def _refresh(self, token: CachedToken) -> None:
+        refresh: Refresh = token.renew
         attempt = 0
         while True:
             try:
-                await refresh(token, context)
+                await refresh(token, token.context)
             except MsalError as exc:
                 if self._runner.closed:
                     return  # the application is closing: nothing failed
