@@ -28,8 +28,8 @@ from aiomsal import (
     MsalTransportError,
     RedisCacheStorage,
 )
-from aiomsal._cache._storage import Merge
 from aiomsal.testing import FakeAuthority, VirtualClock
+from tests.failing_storage import FailingSaves
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -292,30 +292,6 @@ async def test_an_application_over_a_blocking_file_serves_tokens_and_counts_the_
 
 
 # -- a failed save with another process waiting; a holder that died --------------------------
-
-
-class FailingSaves:
-    """A Redis storage whose saves fail (its process's link broke after it took the lock)."""
-
-    def __init__(self, inner: RedisCacheStorage) -> None:
-        self.inner = inner
-        self.unlocks = 0
-
-    async def load(self, partition: str) -> bytes | None:
-        return await self.inner.load(partition)
-
-    async def update(self, partition: str, merge: Merge, *, ttl: float | None = None) -> None:
-        raise MsalTransportError("the save failed")
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def try_lock(self, name: str, ttl: float) -> str | None:
-        return await self.inner.try_lock(name, ttl)
-
-    async def unlock(self, name: str, token: str) -> None:
-        self.unlocks += 1
-        await self.inner.unlock(name, token)
 
 
 async def test_a_failed_save_still_releases_the_lock_for_the_process_waiting(
