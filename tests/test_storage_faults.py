@@ -438,3 +438,19 @@ async def test_redis_refusing_the_credentials_is_a_configuration_error(
         assert "refused" in str(caught.value)
         assert "not-the-password" not in str(caught.value)
     assert fake.token_requests == []
+
+
+async def test_a_permission_error_is_a_configuration_error_even_for_root(
+    fake: FakeAuthority, tmp_path: Path
+) -> None:
+    """Root reads a mode-000 file: the refusal a normal user meets is raised by the OS here."""
+    storage = FileCacheStorage(tmp_path / "cache.bin")
+
+    def refused() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    storage._read_sync = refused  # type: ignore[assignment, method-assign]
+    with pytest.raises(MsalConfigurationError, match="permissions"):
+        async with app_of(fake, storage):
+            pass
+    assert fake.token_requests == []
