@@ -6,7 +6,8 @@ queue of hundreds of callers, each doing its own round of file operations,
 keeps the last ones waiting past any bound. Here the callers waiting for the
 lock leave their work in a queue; the next holder takes the whole queue and
 does it in one round, and each caller gets its own result, or its own
-exception chained to the shared cause.
+exception chained to the shared cause. A holder that is cancelled (its
+caller gave up) fails alone: the rest of its round goes to the next holder.
 """
 
 from __future__ import annotations
@@ -51,27 +52,37 @@ class LockQueue(Generic[_I]):
         """Queue ``item``; its result once run. ``check()`` runs first in each round."""
         mine = _Queued(item)
         self._queue.append(mine)
-        async with self._lock:
+        try:
+            await self._lock.acquire()
+        except anyio.get_cancelled_exc_class():
+            if not mine.done:  # gave up waiting: nobody is to do it any more
+                self._queue.remove(mine)
+            raise
+        try:
             if not mine.done:
                 batch, self._queue = self._queue, []
                 try:
                     check()
                     results = await self._run([queued.item for queued in batch])
+                except anyio.get_cancelled_exc_class():
+                    # Only this caller gave up: the others' work goes to the next holder.
+                    mine.done = True
+                    self._queue[:0] = [queued for queued in batch if queued is not mine]
+                    raise
                 except BaseException as exc:
                     shared = exc if isinstance(exc, MsalError) else MsalTransportError(
                         self._interrupted
                     )
                     for queued in batch:
                         queued.error = shared
-                    raise
-                else:
-                    for queued, result in zip(batch, results, strict=True):
-                        queued.result = result
-                finally:
-                    for queued in batch:
                         queued.done = True
-                    self._queue = [q for q in self._queue if not q.done]
+                    raise
+                for queued, result in zip(batch, results, strict=True):
+                    queued.result = result
+                    queued.done = True
                 return mine.result
+        finally:
+            self._lock.release()
         if mine.error is not None:  # run (and failed) in an earlier holder's round
             raise _own_copy(mine.error) from mine.error
         return mine.result
