@@ -463,7 +463,7 @@ class ClientApplication:
         """
         counters = self._counters
         counters.hits += 1
-        counters.tenants[token.entry.key.realm].hits += 1
+        counters.tenants[token.key.realm].hits += 1
         token.touched = True
         if not token.used:
             token.used = True
