@@ -43,6 +43,8 @@ __all__ = ["ClientApplication"]
 #: Authority kinds that follow Entra ID's scope rules.
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 BEARER = "Bearer"
+#: Bound on the shared whole-second times (a few seconds' worth of distinct values).
+STAMP_LIMIT = 1024
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
 #: Seconds a request to the authority may take (``timeout=None`` means this too).
@@ -174,6 +176,8 @@ class ClientApplication:
         self._users = self.token_cache._users
         #: (scopes, tenant) of earlier user-token calls -> their validated shape.
         self._shapes: dict[tuple[tuple[str, ...], str | None], RequestShape] = {}
+        #: Recent whole-second times, so that tokens stored in the same second share them.
+        self._stamps: dict[int, int] = {}
         if max_cache_entries is not None:
             self.token_cache._app.set_limit(max_cache_entries)
             self._users.set_limit(max_cache_entries)
@@ -419,8 +423,14 @@ class ClientApplication:
         identity: Identity | None = None,
     ) -> CachedToken:
         """A cache record for a fresh token, with its serving and refresh times."""
-        cached_at = int(requested_at)
+        # Tokens fetched in the same second (a cold burst) share these int objects.
+        stamps = self._stamps
+        if len(stamps) >= STAMP_LIMIT:
+            stamps.clear()
+        second = int(requested_at)
+        cached_at = stamps.setdefault(second, second)
         expires_on = cached_at + response.expires_in
+        expires_on = stamps.setdefault(expires_on, expires_on)
         refresh_at = self._policy.refresh_at(cached_at, expires_on, response.refresh_in)
         entry = AccessTokenEntry(
             key=key,
@@ -453,7 +463,7 @@ class ClientApplication:
         """
         counters = self._counters
         counters.hits += 1
-        counters.tenants[token.entry.key.realm].hits += 1
+        counters.tenants[token.key.realm].hits += 1
         token.touched = True
         if not token.used:
             token.used = True

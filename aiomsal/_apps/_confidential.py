@@ -230,7 +230,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         User and on-behalf-of tokens stay. With a cache storage, the
         partitions of the tenants whose tokens were held are deleted there too.
         """
-        keys = [t.entry.key for t in self._app_tokens if t.entry.key.client_id == self.client_id]
+        keys = [t.key for t in self._app_tokens if t.key.client_id == self.client_id]
         for key in keys:
             self._app_tokens.remove(key)
         if self._persistence is not None:

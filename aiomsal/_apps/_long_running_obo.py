@@ -113,7 +113,7 @@ class LongRunningOnBehalfOf(UserFlowApplication):
         tokens = self._users.partition_tokens(partition)
         found = bool(tokens) or self._users.refresh_token(partition) is not None
         for token in tokens:
-            self._users.remove(token.entry.key)
+            self._users.remove(token.key)
         self._users.remove_refresh_token(partition)
         if self._persistence is not None:
             await self._persistence.forget(user_partition(partition))
@@ -168,7 +168,7 @@ class LongRunningOnBehalfOf(UserFlowApplication):
     ) -> None:
         """Renew a session's token in the background with its refresh token."""
         shape, tenant = context
-        key = token.entry.key
+        key = token.key
         await self._refresh_in_background(
             token, self._users.get, lambda: self._session_refresh(key, shape, tenant, None)
         )

@@ -234,7 +234,7 @@ class ManagedIdentityClient(ClientApplication):
 
     async def _refresh_token(self, token: CachedToken, _context: object) -> None:
         """Renew a managed identity token in the background."""
-        key = token.entry.key
+        key = token.key
         await self._refresh_in_background(token, self._tokens.get, lambda: self._fetch(key, None))
 
     async def _fetch(self, key: AccessTokenKey, claims: str | None) -> AuthenticationResult:
@@ -246,7 +246,7 @@ class ManagedIdentityClient(ClientApplication):
             resource,
             claims=claims,
             client_capabilities=self.client_capabilities,
-            cached_token=cached.entry.secret if cached is not None else None,
+            cached_token=cached.secret if cached is not None else None,
         )
         requested_at = self._clock.time()
         if self.source.kind == "imds":

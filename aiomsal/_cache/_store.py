@@ -98,7 +98,11 @@ class CachedToken:
 
     @property
     def entry(self) -> AccessTokenEntry:
-        """The token as MSAL's schema describes it (built on demand, for cold paths)."""
+        """The token as MSAL's schema describes it, built anew on each access.
+
+        For cold paths only (serialization, tests): a hit path reads ``key``,
+        ``result`` and the timing slots, which allocate nothing.
+        """
         result, extras = self.result, self.extras
         return AccessTokenEntry(
             key=self.key,

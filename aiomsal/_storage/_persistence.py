@@ -143,10 +143,22 @@ class CachePersistence:
         if not isinstance(self._storage, PartitionLister):
             return 0
         names = await self._call("list", self._storage.partitions(prefix))
+        wanted = sorted(n for n in names or () if isinstance(n, str) and n.startswith(prefix))
         loaded = 0
-        for name in sorted(names or ())[:MAX_LISTED]:
-            if isinstance(name, str) and name.startswith(prefix):
+        refused: list[MsalConfigurationError] = []
+
+        async def load(name: str) -> None:
+            nonlocal loaded
+            try:
                 loaded += await self.load(name)
+            except MsalConfigurationError as exc:  # raised below, not as an exception group
+                refused.append(exc)
+
+        async with anyio.create_task_group() as group:  # one batch for a storage that batches
+            for name in wanted[:MAX_LISTED]:
+                group.start_soon(load, name)
+        if refused:
+            raise refused[0]
         return loaded
 
     def _skipped(self, count: int) -> None:
