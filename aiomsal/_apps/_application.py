@@ -6,8 +6,9 @@ import dataclasses
 import math
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
@@ -20,11 +21,11 @@ from .._cache._store import CachedToken
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock, SystemClock
 from .._concurrency._refresher import BackgroundRefresher, Refresh
-from .._concurrency._singleflight import SingleFlight
+from .._concurrency._singleflight import SingleFlight, inside_flight
 from .._concurrency._tasks import TaskRunner
 from .._errors import MsalConfigurationError, MsalError
 from .._protocol._authority import Authority, parse_authority
-from .._protocol._http import HttpRequest
+from .._protocol._http import HttpRequest, HttpResponse
 from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
@@ -35,6 +36,7 @@ from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
 from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
+from ._reporting import RequestReporter
 
 __all__ = ["ClientApplication"]
 
@@ -131,6 +133,9 @@ class ClientApplication:
         self._clock: Clock = clock or SystemClock()
         self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
         self._counters = Counters()
+        self._reporter = RequestReporter(self._counters)
+        #: The realm of the authority's own keys (per-tenant counts before a key is known).
+        self._default_realm = self.authority.path.strip("/").split("/", 1)[0]
         self._runner = TaskRunner()
         # http_cache and enable_pii_log are MSAL's, accepted and unused: aiomsal keeps
         # its authority metadata for the application's life and logs no personal data.
@@ -159,6 +164,8 @@ class ClientApplication:
             validate_authority=validate_authority,
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        #: Misses by their call's arguments, before the key is known (see ``_acquire_for_client``).
+        self._calls: SingleFlight[Hashable, AuthenticationResult] = SingleFlight(self._runner)
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
         if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
             raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
@@ -210,18 +217,29 @@ class ClientApplication:
         closed = MsalError("the application was closed")
         await self._runner.aclose()
         self._flights.abort(closed)
+        self._calls.abort(closed)
         self._resolver.abort(closed)
         await self._transport.aclose()
         if self._storage is not None:
             await self._storage.aclose()
 
-    def statistics(self) -> CacheStatistics:
-        """The application's counters: hits, misses, requests sent, refreshes."""
+    def statistics(self, *, by_tenant: bool = False) -> CacheStatistics:
+        """The application's counters: hits, misses, requests sent, refreshes.
+
+        With ``by_tenant``, ``tenants`` maps each tenant (the realm of its cache keys)
+        to its own counters: which tenant of a fan-out worker is failing.
+        """
         c = self._counters
+        tenants = (
+            MappingProxyType({name: t.snapshot() for name, t in c.tenants.items()})
+            if by_tenant
+            else MappingProxyType({})
+        )
         return CacheStatistics(
             hits=c.hits,
-            misses=c.misses,
-            coalesced=self._flights.coalesced,
+            # Callers that joined a call's flight missed too (the flight counted itself).
+            misses=c.misses + self._calls.coalesced,
+            coalesced=self._flights.coalesced + self._calls.coalesced,
             requests_sent=c.requests_sent,
             background_refreshes=c.background_refreshes,
             refresh_failures=c.refresh_failures,
@@ -229,6 +247,8 @@ class ClientApplication:
             storage_hits=c.storage_hits,
             storage_errors=c.storage_errors,
             skipped_entries=c.skipped_entries,
+            request_failures=c.request_failures,
+            tenants=tenants,
         )
 
     def _cached_tokens(self) -> int:
@@ -293,9 +313,33 @@ class ClientApplication:
     ) -> AuthenticationResult:
         """A miss: one flight per (key, claims) here, then the storage, then ``fetch``."""
         self._counters.misses += 1
-        return await self._flights.run(
+        tenant = self._counters.tenant(key.realm)
+        tenant.misses += 1
+        joined = self._flights.join((key, claims))  # one future per waiter, no coroutine
+        if joined is not None:
+            tenant.coalesced += 1
+        waiting = joined or self._flights.run(
             (key, claims), lambda: self._fetch_via_storage(key, lookup, fetch, fresh=fresh)
         )
+        if self._counters.observer is None or inside_flight():
+            return await waiting
+        return await self._observed(waiting, key.realm, coalesced=joined is not None)
+
+    async def _observed(
+        self, waiting: Awaitable[AuthenticationResult], tenant: str, *, coalesced: bool
+    ) -> AuthenticationResult:
+        """Await a miss and tell the observer how long it took (only with an observer)."""
+        started, failed = time.perf_counter(), True
+        try:
+            result = await waiting
+            failed = False
+            return result
+        finally:
+            observer = self._counters.observer
+            if observer is not None:
+                observer.acquired(
+                    tenant, time.perf_counter() - started, coalesced=coalesced, failed=failed
+                )
 
     async def _refresh_in_background(
         self,
@@ -350,12 +394,20 @@ class ClientApplication:
         return {}
 
     async def _send_token_request(self, request: HttpRequest) -> TokenResponse:
-        """Send a token request and parse the answer (raising the typed error it carries)."""
-        self._counters.requests_sent += 1
-        response = await self._transport.send(request)
-        if response.replayed:  # answered from the throttling memory: nothing was sent
-            self._counters.requests_sent -= 1
-        return parse_token_response(response, self._clock.time())
+        """Send a token request and parse the answer (raising the typed error it carries).
+
+        The reporter counts it (per tenant too), logs it and tells the observer.
+        """
+        report = self._reporter.start(request)
+        response: HttpResponse | None = None
+        try:
+            response = await self._transport.send(report.request)
+            token = parse_token_response(response, self._clock.time())
+        except MsalError as exc:
+            self._reporter.end(report, response, exc)
+            raise
+        self._reporter.end(report, response, None)
+        return token
 
     def _new_token(
         self,
@@ -399,7 +451,9 @@ class ClientApplication:
         ``refresh(token, context)`` renews the token; it is a method bound once per
         application, so a hit allocates nothing.
         """
-        self._counters.hits += 1
+        counters = self._counters
+        counters.hits += 1
+        counters.tenants[token.entry.key.realm].hits += 1
         token.touched = True
         if not token.used:
             token.used = True

@@ -14,6 +14,7 @@ from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
 from .._concurrency._refresher import Refresh
 from .._errors import MsalConfigurationError, MsalUiRequiredError
+from .._protocol._claims import merge_claims
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
@@ -107,8 +108,38 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         claims: str | None,
         force_refresh: bool,
     ) -> AuthenticationResult:
+        """A miss: callers with the same arguments share one flight from the start.
+
+        The flight resolves the authority, derives the key and enters the key's
+        flight; the callers that join it do nothing else and wake once, when the
+        token is there (a cold burst's waiters are not woken between the authority's
+        metadata and the token request, and the request is not queued behind them).
+        """
         self._check_open()
         requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
+        call = (requested, tenant, claims, force_refresh)
+        try:
+            joined = self._calls.join(call)
+        except TypeError:  # not hashable: the validation says what is wrong
+            return await self._acquire_client_call(requested, tenant, claims, force_refresh)
+        if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
+            counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
+            counters.misses += 1
+            counters.coalesced += 1
+        waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
+        if self._counters.observer is None:
+            return await waiting
+        realm = self._default_realm if tenant is None else tenant
+        return await self._observed(waiting, realm, coalesced=joined is not None)
+
+    async def _acquire_client_call(
+        self,
+        requested: Iterable[str],
+        tenant: str | None,
+        claims: str | None,
+        force_refresh: bool,
+    ) -> AuthenticationResult:
+        self._check_open()
         authority = self._target_authority(tenant)
         normalized = client_credentials_scopes(requested, **self._scope_rules(authority))
         resolved = await self._resolver.resolve(authority)
@@ -171,7 +202,11 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             scopes=scopes,
             # The assertion's audience stays the global endpoint, as MSAL's does.
             client_auth=await self._client_auth(token_endpoint, requested_at),
-            claims=claims,
+            claims=(
+                merge_claims(claims, self.client_capabilities)
+                if self.client_capabilities
+                else claims
+            ),
         )
         response = await self._send_token_request(request)
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)

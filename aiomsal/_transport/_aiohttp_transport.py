@@ -12,7 +12,8 @@ Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
+import dataclasses
+import functools
 import ipaddress
 import logging
 import random
@@ -37,14 +38,16 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("aiomsal")
 
 
+@functools.cache
 def _package_version() -> str:
+    """aiomsal's version, read on the first request (importlib.metadata is slow to import)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("aiomsal")
     except importlib.metadata.PackageNotFoundError:
         return "0.0.0"
 
-
-_VERSION = _package_version()
 
 _CORRELATION_HEADER = "client-request-id"
 
@@ -81,7 +84,9 @@ class AiohttpTransport:
     answered with a 5xx without ``Retry-After`` is sent once more after
     ``retry_backoff`` seconds (plus up to half as much jitter) of ``clock``
     time. Throttling answers are remembered in ``throttle`` and replayed
-    without a request until their time has passed.
+    without a request until their time has passed. ``retry_once=False`` leaves
+    retries to the caller (managed identity's own schedule); ``connect_timeout``
+    bounds each connection attempt.
     """
 
     def __init__(
@@ -94,6 +99,8 @@ class AiohttpTransport:
         retry_backoff: float = 0.5,
         throttle: ThrottleMemory | None = None,
         user_agent: str | None = None,
+        retry_once: bool = True,
+        connect_timeout: float | None = None,
         proxies: Mapping[str, str] | None = None,
         trust_env: bool = True,
         app_headers: Mapping[str, str] | None = None,
@@ -105,7 +112,8 @@ class AiohttpTransport:
         self._clock = clock
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._retry_once = retry_once
         self._timeout_seconds = timeout
         self._ssl = _ssl_setting(verify)
         self._retry_backoff = retry_backoff
@@ -164,9 +172,14 @@ class AiohttpTransport:
                 correlation_id,
             )
 
-        if response is not None and not _is_retryable(response):
+        if response is not None and (not self._retry_once or not _is_retryable(response)):
             self._throttle.record(request, response, self._clock.time())
             return response
+        if failure is not None and not self._retry_once:
+            raise MsalTransportError(
+                f"{request.method} {where} failed: {_describe(failure, self._timeout_seconds)} "
+                f"(client-request-id {correlation_id})"
+            ) from failure
         if response is not None:
             _log.debug(
                 "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
@@ -191,6 +204,7 @@ class AiohttpTransport:
                 f"{_describe(exc, self._timeout_seconds)} "
                 f"(client-request-id {correlation_id})"
             ) from exc
+        response = dataclasses.replace(response, attempts=2)
         self._throttle.record(request, response, self._clock.time())
         return response
 
@@ -260,7 +274,7 @@ class AiohttpTransport:
             "accept": "application/json",
             "return-client-request-id": "true",
             "x-client-sku": "aiomsal.python",
-            "x-client-ver": _VERSION,
+            "x-client-ver": _package_version(),
             "x-client-os": sys.platform,
         }
         if self._user_agent:
