@@ -15,6 +15,7 @@ from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
 from ._concurrency._clock import SystemClock as SystemClock
+from ._errors import MsalAssertionExpiredError as MsalAssertionExpiredError
 from ._errors import MsalConfigurationError as MsalConfigurationError
 from ._errors import MsalError as MsalError
 from ._errors import MsalServiceError as MsalServiceError
@@ -59,6 +60,7 @@ __all__ = [
     "ConfidentialClientApplication",
     "DeviceFlow",
     "FileCacheStorage",
+    "MsalAssertionExpiredError",
     "MsalConfigurationError",
     "MsalError",
     "MsalServiceError",

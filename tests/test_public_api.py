@@ -20,6 +20,7 @@ def test_the_public_api_is_pinned() -> None:
         "ConfidentialClientApplication",
         "DeviceFlow",
         "FileCacheStorage",
+        "MsalAssertionExpiredError",
         "MsalConfigurationError",
         "MsalError",
         "MsalServiceError",

@@ -15,6 +15,7 @@ from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock, SystemClock
+from .._concurrency._deadline import within
 from .._concurrency._refresher import BackgroundRefresher, Refresh
 from .._concurrency._singleflight import SingleFlight
 from .._concurrency._tasks import TaskRunner
@@ -38,6 +39,21 @@ ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 MEMO_LIMIT = 65_536
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
+T = TypeVar("T")
+
+
+def scopes_once(scopes: Iterable[str]) -> object:
+    """The scopes as a tuple, read once (a generator, ``iter`` or ``map`` is consumed here).
+
+    A string, or anything that is not iterable, is passed on unchanged for the
+    scope validation to refuse with a clear error.
+    """
+    if isinstance(scopes, (str, bytes)):
+        return scopes
+    try:
+        return tuple(scopes)
+    except TypeError:
+        return scopes
 
 
 class RequestShape(NamedTuple):
@@ -95,14 +111,23 @@ class ClientApplication:
         self._clock: Clock = clock or SystemClock()
         self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
         self._counters = Counters()
+        #: Seconds a call may take in all (discovery, metadata, token, retries).
+        self._timeout = timeout
         self._runner = TaskRunner()
         self._transport = AiohttpTransport(
-            clock=self._clock, session=http_session, timeout=timeout, verify=verify
+            clock=self._clock,
+            session=http_session,
+            timeout=timeout,
+            verify=verify,
+            binding=self._runner.binding,
         )
+        self._runner.on_loop_end(self._transport.release_loop)
         self._resolver = AuthorityResolver(
-            self._transport, self._runner, instance_discovery=instance_discovery
+            self._transport, self._runner, instance_discovery=instance_discovery, timeout=timeout
         )
-        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(
+            self._runner, timeout=timeout
+        )
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
         if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
             raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
@@ -110,7 +135,7 @@ class ClientApplication:
         #: The user token cache (signed-in users and on-behalf-of assertions).
         self._users = self.token_cache._users
         #: (scopes, tenant) of earlier user-token calls -> their validated shape.
-        self._shapes: dict[tuple[tuple[str, ...], str | None], RequestShape] = {}
+        self._shapes: dict[tuple[object, str | None], RequestShape] = {}
         if max_cache_entries is not None:
             self.token_cache._app.set_limit(max_cache_entries)
             self._users.set_limit(max_cache_entries)
@@ -144,8 +169,15 @@ class ClientApplication:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel background refreshes and pending requests, and close connections."""
+        """Cancel background refreshes and pending requests, and close connections.
+
+        Every later call raises :class:`MsalError` (cache hits included);
+        :meth:`statistics` keeps answering.
+        """
         closed = MsalError("the application was closed")
+        self._forget_memos()  # hits go through the memos: without them they reach the check
+        self._refresher.clear()
+        self._runner.bind()  # from another running loop: a clear MsalError, nothing touched
         await self._runner.aclose()
         self._flights.abort(closed)
         self._resolver.abort(closed)
@@ -177,6 +209,14 @@ class ClientApplication:
         if self._runner.closed:
             raise MsalError("the application is closed")
 
+    def _forget_memos(self) -> None:
+        """Drop the memos of the hit paths (the application is closing)."""
+        self._shapes.clear()
+
+    async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a call that may wait for the authority under the application's ``timeout``."""
+        return await within(self._timeout, call)
+
     def _target_authority(self, tenant: str | None) -> Authority:
         return self.authority if tenant is None else self.authority.with_tenant(tenant)
 
@@ -188,21 +228,30 @@ class ClientApplication:
         """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
         return resolved.authority.path.strip("/").split("/", 1)[0]
 
-    async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
-        """Validate a user-token call's scopes and resolve its authority, once per shape."""
+    def _known_shape(self, requested: object, tenant: str | None) -> RequestShape | None:
+        """The memo of :meth:`_shape`: a dictionary lookup (``requested``: :func:`scopes_once`)."""
         try:
-            return self._shapes[(tuple(scopes), tenant)]
-        except (KeyError, TypeError):
-            pass
+            return self._shapes.get((requested, tenant))
+        except TypeError:  # unhashable scopes: the validation will say what is wrong
+            return None
+
+    async def _shape(self, requested: object, tenant: str | None) -> RequestShape:
+        """Validate a user-token call's scopes and resolve its authority, once per shape.
+
+        ``requested`` is what :func:`scopes_once` made of the caller's scopes.
+        """
+        shape = self._known_shape(requested, tenant)
+        if shape is not None:
+            return shape
         self._check_open()
-        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, entra=self._is_entra(authority))
+        wanted = user_scopes(requested, entra=self._is_entra(authority))  # type: ignore[arg-type]
         resolved = await self._resolver.resolve(authority)
         shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
+        self._check_open()  # closed meanwhile: leave no memo behind
         if len(self._shapes) >= MEMO_LIMIT:
             self._shapes.clear()
-        self._shapes[(tuple(requested), tenant)] = shape
+        self._shapes[(requested, tenant)] = shape
         return shape
 
     async def _acquire_missing(
@@ -225,20 +274,22 @@ class ClientApplication:
         token: CachedToken,
         current: Callable[[AccessTokenKey], CachedToken | None],
         fetch: Callable[[], Awaitable[AuthenticationResult]],
-    ) -> None:
+    ) -> bool:
         """Renew a token that is in use, unless it was replaced or removed meanwhile.
 
         A newer token another process stored is taken from the storage instead.
+        Returns whether it renewed the token (False: the token was gone).
         """
         key = token.entry.key
         if current(key) is not token:
-            return
+            return False
         await self._flights.run(
             (key, None),
             lambda: self._fetch_via_storage(
                 key, lambda: self._cached(current(key), replacing=token), fetch, fresh=False
             ),
         )
+        return True
 
     async def _fetch_via_storage(
         self,
@@ -273,12 +324,21 @@ class ClientApplication:
         return {}
 
     async def _send_token_request(self, request: HttpRequest) -> TokenResponse:
-        """Send a token request and parse the answer (raising the typed error it carries)."""
+        """Send a token request and parse the answer (raising the typed error it carries).
+
+        ``requests_sent`` counts it from the start (so that a count settles once the
+        request is over) and takes it back when it never left: when it was answered
+        from the throttling memory, its connection failed or no pooled connection
+        came free.
+        """
         self._counters.requests_sent += 1
-        response = await self._transport.send(request)
+        response = await self._transport.send(request, not_sent=self._uncount_sent)
         if response.replayed:  # answered from the throttling memory: nothing was sent
-            self._counters.requests_sent -= 1
+            self._uncount_sent()
         return parse_token_response(response, self._clock.time())
+
+    def _uncount_sent(self) -> None:
+        self._counters.requests_sent -= 1
 
     def _new_token(
         self,
@@ -327,8 +387,8 @@ class ClientApplication:
         if result is None:
             result = token.result = self._result(token, source="cache")
         if not token.used:
-            token.used = True
-            self._refresher.schedule(token, refresh, context)
+            # False from another thread's event loop: the application's own calls schedule it.
+            token.used = self._refresher.schedule(token, refresh, context)
         return result
 
     @staticmethod

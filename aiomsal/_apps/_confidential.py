@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING
 
 from .._cache._entries import AccessTokenKey
 from .._cache._store import CachedToken
-from .._errors import MsalConfigurationError, MsalUiRequiredError
+from .._errors import MsalAssertionExpiredError, MsalConfigurationError, MsalUiRequiredError
+from .._protocol._assertion_lifetime import assertion_expiry, check_assertion_lifetime
+from .._protocol._claims import merge_claims
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
-from ._application import MEMO_LIMIT, ClientApplication, RequestShape
+from ._application import MEMO_LIMIT, ClientApplication, RequestShape, scopes_once
 from ._device_code import DeviceCodeFlows
 from ._options import ApplicationOptions, with_application_options
 
@@ -47,7 +49,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         self._credential = credential_from_msal(client_credential)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
-        self._app_keys: dict[tuple[tuple[str, ...], str | None], AccessTokenKey] = {}
+        self._app_keys: dict[tuple[object, str | None], AccessTokenKey] = {}
+        #: assertion hash -> its ``exp`` (None: unreadable), bounded like the cache.
+        self._assertion_expiry: dict[str, float | None] = {}
+        self._assertion_memo_limit = min(MEMO_LIMIT, options.get("max_cache_entries") or MEMO_LIMIT)
         # Bound once, so that scheduling a background refresh allocates no closure.
         self._refresh_client = self._refresh_client_token
         self._refresh_obo = self._refresh_obo_token
@@ -68,10 +73,12 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         Served from the cache while it is valid; concurrent callers that miss
         the cache for the same scopes share one request. ``tenant`` overrides
         the authority's tenant for this call (a multi-tenant worker).
-        ``claims_challenge`` and ``force_refresh`` skip the cache.
+        ``claims_challenge`` and ``force_refresh`` skip the cache. ``timeout=``
+        (the application's) bounds the whole call, retries included.
         """
+        requested = scopes_once(scopes)  # a generator is read here, once
         try:
-            key = self._app_keys[(tuple(scopes), tenant)]
+            key = self._app_keys[(requested, tenant)]
         except (KeyError, TypeError):
             pass
         else:
@@ -80,20 +87,32 @@ class ConfidentialClientApplication(DeviceCodeFlows):
                 token = self._app_tokens.get(key)
                 if token is not None and token.serve_until > self._clock.time():
                     return self._serve(token, self._refresh_client, tenant)
-        return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
+        return await self._bounded(
+            lambda: self._acquire_for_client(requested, tenant, claims_challenge, force_refresh)
+        )
+
+    def _forget_memos(self) -> None:
+        super()._forget_memos()
+        self._app_keys.clear()
+        self._assertion_expiry.clear()
 
     async def _acquire_for_client(
         self,
-        scopes: Iterable[str],
+        requested: object,
         tenant: str | None,
         claims: str | None,
         force_refresh: bool,
     ) -> AuthenticationResult:
         self._check_open()
-        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         authority = self._target_authority(tenant)
-        normalized = client_credentials_scopes(requested, entra=self._is_entra(authority))
+        normalized = client_credentials_scopes(
+            requested,  # type: ignore[arg-type]  # validated there
+            entra=self._is_entra(authority),
+        )
+        # Checked before any request, as on-behalf-of does: a malformed challenge is an error.
+        merge_claims(claims, ())
         resolved = await self._resolver.resolve(authority)
+        self._check_open()  # closed meanwhile: leave no memo behind
         key = AccessTokenKey(
             environment=resolved.environment,
             client_id=self.client_id,
@@ -104,7 +123,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         )
         if len(self._app_keys) >= MEMO_LIMIT:
             self._app_keys.clear()
-        self._app_keys[(tuple(requested), tenant)] = key
+        self._app_keys[(requested, tenant)] = key
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
@@ -117,10 +136,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             fresh=claims is not None or force_refresh,
         )
 
-    async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
+    async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> bool:
         """Renew an application token in the background (``tenant``: the call's override)."""
         key, scopes = token.entry.key, token.entry.scopes
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token,
             self._app_tokens.get,
             lambda: self._fetch_client_token(key, scopes, tenant, None),
@@ -141,7 +160,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             client_id=self.client_id,
             scopes=scopes,
             client_auth=await self._client_auth(token_endpoint, requested_at),
-            claims=claims,
+            # The challenge with the client's capabilities (xms_cc), as every grant sends them.
+            claims=merge_claims(claims, self.client_capabilities),
         )
         response = await self._send_token_request(request)
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
@@ -173,11 +193,69 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         assertion is a cache hit. On a miss the refresh token obtained through
         the on-behalf-of grant is tried first, then the grant itself.
         Concurrent misses for one (assertion, scopes) share one request.
+
+        An assertion whose ``exp`` has passed (read without verification, with
+        five minutes of clock skew, on the application's clock) is refused with
+        :class:`MsalAssertionExpiredError` before the cache or a refresh token
+        is consulted.
         """
         if not isinstance(user_assertion, str) or not user_assertion:
             raise MsalConfigurationError("user_assertion must be the incoming access token")
         assertion_hash = user_assertion_hash(user_assertion)
-        prefix = await self._shape(scopes, tenant)
+        self._check_assertion(user_assertion, assertion_hash)
+        requested = scopes_once(scopes)  # a generator is read here, once
+        prefix = self._known_shape(requested, tenant)
+        if prefix is not None and claims_challenge is None and not force_refresh:
+            # The hit path: dictionary lookups and a clock read, nothing that suspends.
+            wanted = prefix.wanted
+            key = AccessTokenKey(
+                prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
+            )
+            token = self._users.get(key)
+            if token is None or token.serve_until <= self._clock.time():
+                token = self._users.find(key, wanted.canonical, self._clock.time())
+            if token is not None:
+                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
+        return await self._bounded(
+            lambda: self._obo(
+                user_assertion, assertion_hash, requested, claims_challenge, force_refresh, tenant
+            )
+        )
+
+    def _check_assertion(self, user_assertion: str, assertion_hash: str) -> None:
+        """Refuse an expired incoming assertion (the one check a long-running OBO skips).
+
+        Its ``exp`` is read once per assertion and remembered (bounded like the
+        cache), so that a hit does not decode the token again.
+        """
+        memo = self._assertion_expiry
+        try:
+            expires_at = memo[assertion_hash]
+        except KeyError:
+            expires_at = assertion_expiry(user_assertion)
+            if len(memo) >= self._assertion_memo_limit:
+                memo.clear()
+            memo[assertion_hash] = expires_at
+        check_assertion_lifetime(expires_at, self._clock.time())
+
+    def _assertion_expired(self, user_assertion: str) -> bool:
+        try:
+            self._check_assertion(user_assertion, user_assertion_hash(user_assertion))
+        except MsalAssertionExpiredError:
+            return True
+        return False
+
+    async def _obo(
+        self,
+        user_assertion: str,
+        assertion_hash: str,
+        requested: object,
+        claims_challenge: str | None,
+        force_refresh: bool,
+        tenant: str | None,
+    ) -> AuthenticationResult:
+        """On-behalf-of past the hit path: the shape, the cache once more, then a flight."""
+        prefix = await self._shape(requested, tenant)
         wanted = prefix.wanted
         key = AccessTokenKey(
             prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
@@ -199,11 +277,13 @@ class ConfidentialClientApplication(DeviceCodeFlows):
 
     async def _refresh_obo_token(
         self, token: CachedToken, context: tuple[str, RequestShape, str | None]
-    ) -> None:
+    ) -> bool:
         """Renew an on-behalf-of token in the background (its refresh token first)."""
         assertion, prefix, tenant = context
+        if self._assertion_expired(assertion):
+            return False  # not on behalf of a user whose token has expired
         key = token.entry.key
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
         )
 

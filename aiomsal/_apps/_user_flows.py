@@ -42,7 +42,7 @@ from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import ClientApplication
+from ._application import ClientApplication, scopes_once
 
 __all__ = ["UserFlowApplication"]
 
@@ -57,6 +57,7 @@ class UserFlowApplication(ClientApplication):
 
     async def get_accounts(self, username: str | None = None) -> list[Account]:
         """The accounts signed in to this application (optionally one username's)."""
+        self._check_open()
         accounts = self._users.accounts()
         if username is not None:
             wanted = username.lower()
@@ -65,6 +66,7 @@ class UserFlowApplication(ClientApplication):
 
     async def remove_account(self, account: Account) -> None:
         """Sign an account out of the cache: its access, refresh and ID tokens go with it."""
+        self._check_open()
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
         if self._persistence is not None:
@@ -95,7 +97,31 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if account is None:
             return None
-        environment, realm, wanted = await self._shape(scopes, tenant)
+        requested = scopes_once(scopes)  # a generator is read here, once
+        shape = self._known_shape(requested, tenant)
+        if shape is not None and claims_challenge is None and not force_refresh:
+            # The hit path: dictionary lookups and a clock read, nothing that suspends.
+            environment, realm, wanted = shape
+            key = AccessTokenKey(
+                environment, self.client_id, realm, account.home_account_id, "", wanted.target
+            )
+            token = self._users.find(key, wanted.canonical, self._clock.time())
+            if token is not None:
+                return self._serve(token, self._refresh_user_token, (wanted, tenant))
+        return await self._bounded(
+            lambda: self._silent(requested, account, claims_challenge, force_refresh, tenant)
+        )
+
+    async def _silent(
+        self,
+        requested: object,
+        account: Account,
+        claims_challenge: str | None,
+        force_refresh: bool,
+        tenant: str | None,
+    ) -> AuthenticationResult | None:
+        """Silent acquisition past the hit path: the shape, the cache, the storage, a flight."""
+        environment, realm, wanted = await self._shape(requested, tenant)
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
         )
@@ -126,11 +152,11 @@ class UserFlowApplication(ClientApplication):
 
     async def _refresh_user_token(
         self, token: CachedToken, context: tuple[UserScopes, str | None]
-    ) -> None:
+    ) -> bool:
         """Renew a signed-in user's token in the background with the refresh token."""
         wanted, tenant = context
         key = token.entry.key
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
         )
 

@@ -21,7 +21,16 @@ class CachedToken:
     hand that somebody asked for it since the hand last passed.
     """
 
-    __slots__ = ("entry", "identity", "refresh_at", "result", "serve_until", "touched", "used")
+    __slots__ = (
+        "__weakref__",  # the refresh schedule holds tokens weakly: it never keeps one alive
+        "entry",
+        "identity",
+        "refresh_at",
+        "result",
+        "serve_until",
+        "touched",
+        "used",
+    )
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import heapq
 import itertools
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,13 +18,49 @@ from .._statistics import Counters
 from ._clock import Clock
 from ._tasks import TaskRunner
 
-__all__ = ["BackgroundRefresher"]
+__all__ = ["BackgroundRefresher", "Refresh"]
 
 _log = logging.getLogger("aiomsal")
 
-#: Renews a token: ``refresh(token, context)``; one bound method per application, so that
-#: scheduling a token allocates no closure.
-Refresh = Callable[[CachedToken, Any], Awaitable[object]]
+#: Renews a token: ``refresh(token, context)`` returns whether it renewed it (False when
+#: the token was replaced or removed meanwhile); one bound method per application, so
+#: that scheduling a token allocates no closure.
+Refresh = Callable[[CachedToken, Any], Awaitable[bool]]
+
+#: The schedule is rebuilt without its dead entries once they outnumber the live ones.
+_COMPACT_MIN = 64
+
+
+class _Scheduled(weakref.ref):  # type: ignore[type-arg]
+    """One entry of the schedule: a weak reference to the token, and when and how to renew it.
+
+    The schedule holds its tokens weakly, so a token the cache evicts, replaces
+    or drops leaves it at once: the entry's callback forgets the refresh and
+    its context (for on-behalf-of, the incoming assertion).
+    """
+
+    __slots__ = ("context", "due", "order", "refresh")
+
+    def __init__(
+        self,
+        token: CachedToken,
+        gone: Callable[[_Scheduled], None],
+        due: float,
+        order: int,
+        refresh: Refresh,
+        context: Any,
+    ) -> None:
+        # weakref.ref.__new__ took the token and the callback; the rest is this entry's.
+        self.due = due
+        self.order = order
+        self.refresh: Refresh | None = refresh
+        self.context = context
+
+    def __new__(cls, token: CachedToken, gone: Callable[[_Scheduled], None], *_: Any) -> Any:
+        return super().__new__(cls, token, gone)
+
+    def __lt__(self, other: _Scheduled) -> bool:
+        return (self.due, self.order) < (other.due, other.order)
 
 
 class BackgroundRefresher:
@@ -35,6 +72,11 @@ class BackgroundRefresher:
     coalescing path; a caller arriving meanwhile is served the still-valid
     token. A failed refresh is logged, counted and retried with exponential
     backoff and jitter for as long as the old token may still be served.
+
+    The schedule never keeps a token alive: one that leaves the cache (evicted,
+    replaced, removed) leaves the schedule with its context, so memory stays
+    bounded by the cache's limit; :meth:`clear` (the application closing)
+    empties it. A refresh skipped because its token is gone is not counted.
     """
 
     def __init__(
@@ -51,42 +93,90 @@ class BackgroundRefresher:
         self._counters = counters
         self._first_retry = first_retry
         self._max_retry = max_retry
-        self._heap: list[tuple[float, int, CachedToken, Refresh, Any]] = []
+        self._heap: list[_Scheduled] = []
+        self._dead = 0
         self._order = itertools.count()
         self._running = False
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None
         self._sleep: anyio.CancelScope | None = None
         self._sleep_until = float("inf")
+        self._gone = self._forget  # bound once: the weak references' shared callback
+        runner.binding.on_move(self._move)
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """How many tokens are scheduled (tokens that left the cache not included)."""
+        return len(self._heap) - self._dead
 
-    def schedule(self, token: CachedToken, refresh: Refresh, context: Any = None) -> None:
-        """Refresh ``token`` at its refresh time by calling ``refresh(token, context)``."""
-        heapq.heappush(self._heap, (token.refresh_at, next(self._order), token, refresh, context))
+    def schedule(self, token: CachedToken, refresh: Refresh, context: Any = None) -> bool:
+        """Refresh ``token`` at its refresh time by calling ``refresh(token, context)``.
+
+        Returns False, scheduling nothing, when called from an event loop that is
+        not the application's (another thread; its own calls will schedule it).
+        """
+        if self._runner.closed or not self._runner.binding.is_bound_here():
+            return False
+        entry = _Scheduled(token, self._gone, token.refresh_at, next(self._order), refresh, context)
+        heapq.heappush(self._heap, entry)
         if not self._running:
             self._running = True
             self._runner.spawn(self._run)
         elif token.refresh_at < self._sleep_until:
+            self._wake_up()
+        return True
+
+    def clear(self) -> None:
+        """Forget every scheduled token (the application is closing)."""
+        self._heap.clear()
+        self._dead = 0
+
+    def _forget(self, entry: _Scheduled) -> None:
+        """A scheduled token left the cache: drop what its entry holds, compact when worth it."""
+        if entry.refresh is None:
+            return
+        entry.refresh = entry.context = None
+        self._dead += 1
+        if self._dead > _COMPACT_MIN and 2 * self._dead > len(self._heap):
+            self._heap[:] = [e for e in self._heap if e.refresh is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    def _move(self) -> None:
+        """The application moved to a new event loop: the old loop's task and events are gone."""
+        self._running = False
+        self._wake = None
+        self._sleep, self._sleep_until = None, float("inf")
+        if len(self) and not self._runner.closed:
+            self._running = True
+            self._runner.spawn(self._run)
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
             self._wake.set()
-            if self._sleep is not None:
-                self._sleep.cancel()
+        if self._sleep is not None:
+            self._sleep.cancel()
 
     async def _run(self) -> None:
+        heap = self._heap  # the same list for good: compaction and clear() work in place
         while True:
-            if not self._heap:
+            while heap and heap[0].refresh is None:
+                heapq.heappop(heap)
+                self._dead -= 1
+            if not heap:
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
-            due = self._heap[0][0]
+            due = heap[0].due
             delay = due - self._clock.time()
             if delay > 0:
                 await self._sleep_for(due, delay)
                 continue
-            _, _, token, refresh, context = heapq.heappop(self._heap)
+            entry = heapq.heappop(heap)
+            token, refresh, context = entry(), entry.refresh, entry.context
+            entry.refresh = entry.context = None
             if self._runner.closed:
                 return
-            self._runner.spawn(self._refresh, token, refresh, context)
+            if token is not None and refresh is not None:
+                self._runner.spawn(self._refresh, token, refresh, context)
 
     async def _sleep_for(self, due: float, delay: float) -> None:
         with anyio.CancelScope() as scope:
@@ -100,7 +190,7 @@ class BackgroundRefresher:
         attempt = 0
         while True:
             try:
-                await refresh(token, context)
+                renewed = await refresh(token, context)
             except MsalError as exc:
                 if self._runner.closed:
                     return  # the application is closing: nothing failed
@@ -110,7 +200,8 @@ class BackgroundRefresher:
                     "until it expires: %s", attempt + 1, exc
                 )
             else:
-                self._counters.background_refreshes += 1
+                if renewed:
+                    self._counters.background_refreshes += 1
                 return
             delay = min(self._max_retry, self._first_retry * 2**attempt)
             delay *= random.uniform(0.5, 1.0)  # noqa: S311

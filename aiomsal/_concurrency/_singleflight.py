@@ -8,9 +8,10 @@ from typing import Generic, TypeVar
 import anyio
 
 from .._errors import MsalError
+from ._deadline import within
 from ._tasks import TaskRunner
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "own_copy"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -32,21 +33,29 @@ class SingleFlight(Generic[K, T]):
     The call runs in a task of its own (started by the application's
     :class:`TaskRunner`), not in a caller's, so a caller that is cancelled
     stops waiting without cancelling the call for the others. A failure
-    reaches every waiter of that flight and is forgotten: the next call for
-    the key starts a new flight. Keys never wait on each other.
+    reaches every waiter of that flight, each as an exception of its own
+    chained to the flight's (so no traceback grows with the number of
+    waiters), and is forgotten: the next call for the key starts a new
+    flight. Keys never wait on each other. Flights of an event loop that
+    ended are dropped when the runner moves to a new loop. With ``timeout``,
+    each flight fails with :class:`MsalTransportError` after that many
+    seconds (real time), however long its callers are willing to wait.
     """
 
-    def __init__(self, runner: TaskRunner) -> None:
+    def __init__(self, runner: TaskRunner, *, timeout: float | None = None) -> None:
         self._runner = runner
+        self._timeout = timeout
         self._flights: dict[K, _Flight[T]] = {}
         #: Callers that joined a flight another caller started.
         self.coalesced = 0
+        runner.binding.on_move(self._flights.clear)
 
     def __len__(self) -> int:
         return len(self._flights)
 
     async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()`` for ``key``, or the flight already running for it."""
+        self._runner.bind()
         flight = self._flights.get(key)
         if flight is None:
             flight = self.start(key, call)
@@ -58,15 +67,16 @@ class SingleFlight(Generic[K, T]):
         finally:
             flight.waiters -= 1
         if flight.error is not None:
-            raise flight.error
+            raise own_copy(flight.error) from flight.error
         return flight.result  # type: ignore[return-value]
 
     def start(self, key: K, call: Callable[[], Awaitable[T]]) -> _Flight[T]:
         """Start a flight for ``key`` unless one runs; return the running one."""
         flight = self._flights.get(key)
         if flight is None:
-            flight = self._flights[key] = _Flight()
+            flight = _Flight()
             self._runner.spawn(self._execute, key, flight, call)
+            self._flights[key] = flight
         return flight
 
     def abort(self, error: MsalError) -> None:
@@ -79,7 +89,10 @@ class SingleFlight(Generic[K, T]):
 
     async def _execute(self, key: K, flight: _Flight[T], call: Callable[[], Awaitable[T]]) -> None:
         try:
-            flight.result = await call()
+            if self._timeout is None:
+                flight.result = await call()
+            else:
+                flight.result = await within(self._timeout, call)
         except Exception as exc:
             flight.error = exc
         except BaseException:
@@ -89,3 +102,24 @@ class SingleFlight(Generic[K, T]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             flight.done.set()
+
+
+def own_copy(error: BaseException) -> BaseException:
+    """A new exception like ``error`` (same type, arguments and attributes), without its traces.
+
+    Each waiter of a failed flight raises its own copy ``from`` the shared
+    one, so tracebacks and ``__context__`` stay each caller's own.
+    """
+    cls = type(error)
+    try:
+        clone = cls.__new__(cls, *error.args)
+        clone.args = error.args
+        state = getattr(error, "__dict__", None)
+        if state:
+            clone.__dict__.update(state)
+            notes = state.get("__notes__")
+            if isinstance(notes, list):
+                clone.__dict__["__notes__"] = list(notes)
+    except Exception:  # an exotic exception type: wrap what it says instead
+        return MsalError(f"{cls.__name__}: {error}")
+    return clone

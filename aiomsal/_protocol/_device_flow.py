@@ -209,7 +209,8 @@ def build_device_token_request(
         form["claims"] = flow.claims
     if client_auth:
         form.update(client_auth)
-    return HttpRequest("POST", token_endpoint, form=form, throttle=False)
+    # A device code is spent once redeemed: a poll is resent only when it never left.
+    return HttpRequest("POST", token_endpoint, form=form, throttle=False, resendable=False)
 
 
 def classify_poll_error(error: MsalServiceError) -> PollOutcome | None:

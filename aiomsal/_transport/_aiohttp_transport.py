@@ -10,6 +10,7 @@ throttling answer. Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import logging
 import random
@@ -17,15 +18,20 @@ import ssl
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+import anyio
 
 from aiomsal._concurrency._clock import Clock
-from aiomsal._errors import MsalConfigurationError, MsalTransportError
+from aiomsal._concurrency._deadline import remaining
+from aiomsal._concurrency._loop_binding import LoopBinding, loop_has_ended
+from aiomsal._errors import MsalConfigurationError, MsalError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
 from aiomsal._protocol._throttling import ThrottleMemory
+
+from ._attempts import TRACING, Attempt
 
 __all__ = ["AiohttpTransport"]
 
@@ -50,6 +56,10 @@ _LIMIT = 200
 #: Seconds a DNS answer is reused.
 _DNS_CACHE_SECONDS = 300
 
+#: Seconds of a call's deadline kept back from an attempt, so that the attempt's own,
+#: more telling timeout (a full pool, no answer) fires before the call's deadline.
+_DEADLINE_MARGIN = 0.02
+
 _FAILURES: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
     asyncio.TimeoutError,
@@ -68,11 +78,19 @@ class AiohttpTransport:
     ``verify`` is ``True`` for the default certificate verification, a path to
     a PEM CA bundle, an :class:`ssl.SSLContext` used as is, or ``False`` for no
     verification (loopback test authorities only). ``timeout`` bounds each
-    attempt, in real seconds. A request that fails to connect, times out, or is
-    answered with a 5xx without ``Retry-After`` is sent once more after
-    ``retry_backoff`` seconds (plus up to half as much jitter) of ``clock``
-    time. Throttling answers are remembered in ``throttle`` and replayed
-    without a request until their time has passed.
+    attempt, in real seconds, and so does what is left of the calling
+    application's deadline (:mod:`aiomsal._concurrency._deadline`), waits for
+    a free pooled connection included. A request that fails to connect,
+    times out, or is answered with a 5xx without ``Retry-After`` is sent once
+    more after ``retry_backoff`` real seconds (plus up to half as much jitter:
+    a wait on the network, which the injected clock does not govern); a
+    request that is not :attr:`~HttpRequest.resendable` is resent only when
+    it never left (the connection failed). Throttling answers are remembered
+    in ``throttle`` (on ``clock`` time) and replayed without a request until
+    their time has passed.
+
+    With ``binding``, the transport works on the application's event loop
+    only: a session of an event loop that ended is replaced by a new one.
     """
 
     def __init__(
@@ -85,6 +103,8 @@ class AiohttpTransport:
         retry_backoff: float = 0.5,
         throttle: ThrottleMemory | None = None,
         user_agent: str | None = None,
+        binding: LoopBinding | None = None,
+        network_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         if not timeout > 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
@@ -99,6 +119,8 @@ class AiohttpTransport:
         self._retry_backoff = retry_backoff
         self._throttle = throttle if throttle is not None else ThrottleMemory()
         self._user_agent = user_agent
+        self._binding = binding
+        self._network_sleep = network_sleep
         self._closed = False
 
     @property
@@ -110,15 +132,22 @@ class AiohttpTransport:
         state = "closed" if self._closed else "open"
         return f"AiohttpTransport({state}, timeout={self._timeout_seconds:g}s)"
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, not_sent: Callable[[], None] | None = None
+    ) -> HttpResponse:
         """Send ``request`` and return the answer, whatever its status.
 
         Raises :class:`MsalTransportError` when the authority cannot be reached
-        or does not answer in time, after one retry.
+        or does not answer in time, after one retry. ``not_sent()`` is called
+        when the request never left after all: its connection failed, or no
+        pooled connection came free in time (a throttled replay, which sends
+        nothing either, comes back with ``replayed`` set).
         """
         where = _redacted_url(request.url)
         if self._closed:
             raise MsalTransportError(f"{request.method} {where} not sent: the transport is closed")
+        if self._binding is not None:
+            self._binding.bind()
         replay = self._throttle.check(request, self._clock.time())
         if replay is not None:
             _log.debug(
@@ -132,51 +161,101 @@ class AiohttpTransport:
 
         headers = self._headers(request)
         correlation_id = headers[_CORRELATION_HEADER]
-        session = self._session_for_send(request.method, where)
+        session = await self._session_for_send(request.method, where)
+        attempt = Attempt()
 
-        failure: BaseException | None = None
-        response: HttpResponse | None = None
+        async def once() -> HttpResponse:
+            try:
+                return await self._attempt(
+                    session, request, headers, where, correlation_id, attempt
+                )
+            except BaseException as exc:
+                attempt.failed(exc)  # whether it left, judged by its kind when untraced
+                raise
+
         try:
-            response = await self._attempt(session, request, headers, where, correlation_id)
-        except _FAILURES as exc:
-            failure = exc
-            _log.debug(
-                "%s %s failed (%s), client-request-id=%s; retrying once",
-                request.method,
-                where,
-                _describe(exc, self._timeout_seconds),
-                correlation_id,
-            )
+            failure: BaseException | None = None
+            response: HttpResponse | None = None
+            try:
+                response = await once()
+            except _FAILURES as exc:
+                failure = exc
+                if not self._may_resend(request, attempt):
+                    raise self._failed(request, where, correlation_id, exc, attempt, 1) from exc
+                _log.debug(
+                    "%s %s failed (%s), client-request-id=%s; retrying once",
+                    request.method,
+                    where,
+                    self._describe(exc, attempt),
+                    correlation_id,
+                )
 
-        if response is not None and not _is_retryable(response):
+            if response is not None and (not _is_retryable(response) or not request.resendable):
+                self._throttle.record(request, response, self._clock.time())
+                return response
+            if response is not None:
+                _log.debug(
+                    "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
+                    request.method,
+                    where,
+                    response.status,
+                    correlation_id,
+                )
+
+            jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
+            backoff = self._retry_backoff * (1.0 + jitter)
+            if remaining() <= backoff + _DEADLINE_MARGIN:
+                if response is not None:
+                    self._throttle.record(request, response, self._clock.time())
+                    return response  # no time left for a retry: the answer as it is
+                assert failure is not None
+                raise self._failed(request, where, correlation_id, failure, attempt, 1) from failure
+            # A wait on the network, in real time: the injected clock governs token time only.
+            await self._network_sleep(backoff)
+            if self._closed or session.closed:
+                raise MsalTransportError(
+                    f"{request.method} {where} not retried: the transport was closed"
+                ) from failure
+
+            try:
+                response = await once()
+            except _FAILURES as exc:
+                raise self._failed(request, where, correlation_id, exc, attempt, 2) from exc
             self._throttle.record(request, response, self._clock.time())
             return response
-        if response is not None:
-            _log.debug(
-                "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
-                request.method,
-                where,
-                response.status,
-                correlation_id,
+        finally:
+            if not attempt.left and not_sent is not None:
+                not_sent()
+
+    @staticmethod
+    def _may_resend(request: HttpRequest, attempt: Attempt) -> bool:  # after a failure
+        """Resend after a failure unless the request may have reached the server and is spent."""
+        return request.resendable or not attempt.reached
+
+    def _failed(
+        self,
+        request: HttpRequest,
+        where: str,
+        correlation_id: str,
+        exc: BaseException,
+        attempt: Attempt,
+        attempts: int,
+    ) -> MsalTransportError:
+        tried = "after 2 attempts" if attempts == 2 else "(not retried)"
+        if attempts == 1 and request.resendable:
+            tried = "(no time left to retry within the call's timeout)"
+        return MsalTransportError(
+            f"{request.method} {where} failed {tried}: {self._describe(exc, attempt)} "
+            f"(client-request-id {correlation_id})"
+        )
+
+    def _describe(self, exc: BaseException, attempt: Attempt) -> str:
+        if attempt.queued and isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            return (
+                f"no pooled connection came free within {attempt.timeout:g}s "
+                f"(the pool holds {_LIMIT_PER_HOST} per host: too many requests at once)"
             )
-
-        jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
-        await self._clock.sleep(self._retry_backoff * (1.0 + jitter))
-        if self._closed or session.closed:
-            raise MsalTransportError(
-                f"{request.method} {where} not retried: the transport was closed"
-            ) from failure
-
-        try:
-            response = await self._attempt(session, request, headers, where, correlation_id)
-        except _FAILURES as exc:
-            raise MsalTransportError(
-                f"{request.method} {where} failed after 2 attempts: "
-                f"{_describe(exc, self._timeout_seconds)} "
-                f"(client-request-id {correlation_id})"
-            ) from exc
-        self._throttle.record(request, response, self._clock.time())
-        return response
+        return _describe(exc, attempt.timeout)
 
     async def aclose(self) -> None:
         """Close the session this transport created; a caller's session is left open."""
@@ -195,8 +274,20 @@ class AiohttpTransport:
 
     # -- internals ---------------------------------------------------------
 
-    def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
+    async def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
         session = self._session
+        loop = None if session is None or session.closed else _loop_of(session)
+        if session is not None and loop is not None and loop is not asyncio.get_running_loop():
+            if not self._owns_session or not loop_has_ended(loop):
+                raise MsalError(
+                    "the HTTP session belongs to another event loop: an application works "
+                    "on one event loop at a time (pass an http_session created on this one)"
+                )
+            # Ours, of an event loop that ended: drop it and open a new one on this loop.
+            self._session = None
+            with contextlib.suppress(Exception):
+                await session.close()
+            session = None
         if session is None:
             connector = aiohttp.TCPConnector(
                 limit=_LIMIT,
@@ -210,11 +301,23 @@ class AiohttpTransport:
                 raise_for_status=False,
                 # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
                 trust_env=True,
+                trace_configs=[TRACING],
             )
             self._session = session
         elif session.closed:
             raise MsalTransportError(f"{method} {where} not sent: the session is closed")
         return session
+
+    async def release_loop(self) -> None:
+        """Close the session this transport created (its event loop is ending); reopen on use."""
+        session = self._session
+        if (
+            self._owns_session
+            and session is not None
+            and _loop_of(session) in (None, asyncio.get_running_loop())
+        ):
+            self._session = None
+            await session.close()
 
     def _headers(self, request: HttpRequest) -> dict[str, str]:
         headers: dict[str, str] = {
@@ -238,7 +341,11 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         where: str,
         correlation_id: str,
+        attempt: Attempt,
     ) -> HttpResponse:
+        attempt.start(min(self._timeout_seconds, remaining() - _DEADLINE_MARGIN))
+        if attempt.timeout <= 0:
+            raise asyncio.TimeoutError  # the call's deadline has passed: nothing is sent
         started = time.perf_counter()
         _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
         data = dict(request.form) if request.method == "POST" and request.form else None
@@ -249,10 +356,12 @@ class AiohttpTransport:
             headers=headers,
             data=data,
             ssl=self._ssl,
-            timeout=self._timeout,
+            timeout=aiohttp.ClientTimeout(total=attempt.timeout),
+            trace_request_ctx=attempt,
             # A redirect must not carry a form (secrets) to another place.
             allow_redirects=request.method == "GET",
         ) as raw:
+            attempt.sent()
             body = await raw.read()
             status = raw.status
             response_headers = {name.lower(): value for name, value in raw.headers.items()}
@@ -265,6 +374,12 @@ class AiohttpTransport:
             correlation_id,
         )
         return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
+    """The event loop ``session`` was created on (aiohttp keeps it; None if it does not say)."""
+    loop = getattr(session, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:

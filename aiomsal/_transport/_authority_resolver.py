@@ -43,14 +43,22 @@ class ResolvedAuthority:
 
 class AuthorityResolver:
     def __init__(
-        self, transport: Transport, runner: TaskRunner, *, instance_discovery: bool
+        self,
+        transport: Transport,
+        runner: TaskRunner,
+        *,
+        instance_discovery: bool,
+        timeout: float | None = None,
     ) -> None:
         self._transport = transport
         self._instance_discovery = instance_discovery
         self._resolved: dict[str, ResolvedAuthority] = {}
         self._instances: dict[str, InstanceMetadata | None] = {}
-        self._flights: SingleFlight[str, ResolvedAuthority] = SingleFlight(runner)
-        self._instance_flights: SingleFlight[str, InstanceMetadata | None] = SingleFlight(runner)
+        # ``timeout`` bounds each discovery flight as a whole (its callers have their own).
+        self._flights: SingleFlight[str, ResolvedAuthority] = SingleFlight(runner, timeout=timeout)
+        self._instance_flights: SingleFlight[str, InstanceMetadata | None] = SingleFlight(
+            runner, timeout=timeout
+        )
 
     def cached(self, authority: Authority) -> ResolvedAuthority | None:
         return self._resolved.get(authority.url)

@@ -1,0 +1,56 @@
+"""A call's deadline: ``timeout=`` bounds all a call waits for, in real time, retries included.
+
+:func:`within` runs a call under a deadline and turns its expiry into
+:class:`MsalTransportError`; :func:`remaining` tells the code below (the
+transport) how much of it is left, so that each attempt, each pool wait and
+each retry fits in what the whole call may still take. Deadlines are real
+(monotonic) time, not the injected clock: they bound waits on the network,
+which a :class:`~aiomsal.testing.VirtualClock` does not govern.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TypeVar
+
+import anyio
+
+from .._errors import MsalTransportError
+
+__all__ = ["no_deadline", "remaining", "within"]
+
+T = TypeVar("T")
+
+_deadline: ContextVar[float] = ContextVar("aiomsal_deadline", default=math.inf)
+
+
+def remaining() -> float:
+    """Seconds left before the current call's deadline (infinite outside a call)."""
+    deadline = _deadline.get()
+    if deadline == math.inf:
+        return math.inf
+    return deadline - anyio.current_time()
+
+
+def no_deadline() -> None:
+    """Start a background task free of the deadline of the call that spawned it."""
+    _deadline.set(math.inf)
+
+
+async def within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:
+    """Await ``call()`` for at most ``seconds`` (or less, inside a call with an earlier deadline).
+
+    Raises :class:`MsalTransportError` when the deadline passes first.
+    """
+    deadline = min(_deadline.get(), anyio.current_time() + seconds)
+    reset = _deadline.set(deadline)
+    try:
+        with anyio.CancelScope(deadline=deadline):
+            return await call()
+        raise MsalTransportError(
+            f"no answer within {seconds:g}s (timeout= bounds the whole call, retries included)"
+        )
+    finally:
+        _deadline.reset(reset)
