@@ -205,7 +205,7 @@ class UserFlowApplication(ClientApplication):
         """
         self._check_open()
         wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
-        resolved = await self._resolver.resolve(self.authority)
+        resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return initiate_auth_code_flow(
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
@@ -256,7 +256,7 @@ class UserFlowApplication(ClientApplication):
         """The sign-in URL, for applications that keep state and PKCE themselves."""
         self._check_open()
         wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
-        resolved = await self._resolver.resolve(self.authority)
+        resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return build_authorization_url(
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
@@ -389,29 +389,33 @@ class UserFlowApplication(ClientApplication):
 
         ``write_through``: save to the cache storage now (a sign-in; silent and
         on-behalf-of acquisitions save through their coalescing path instead).
+        Bounded by ``timeout=`` as a whole (inside a flight, by the flight's).
         """
-        if resolved is None:
-            resolved = await self._resolver.resolve(self._target_authority(tenant))
-        endpoint = resolved.metadata.token_endpoint
-        requested_at = self._clock.time()
-        merged = merge_claims(claims, self.client_capabilities) if merge else claims
-        request: HttpRequest = build(
-            endpoint, await self._client_auth(endpoint, requested_at), merged
-        )
-        response = await self._send_token_request(request)
-        token = self._store_user_tokens(
-            response,
-            resolved=resolved,
-            wanted=wanted,
-            requested_at=requested_at,
-            nonce=nonce,
-            assertion_hash=assertion_hash,
-        )
-        if write_through:
-            await self._write_through(token.entry.key)
-        return self._result(
-            token, source="identity_provider", correlation_id=response.correlation_id
-        )
+
+        async def redeem() -> AuthenticationResult:
+            found = resolved or await self._resolver.resolve(self._target_authority(tenant))
+            endpoint = found.metadata.token_endpoint
+            requested_at = self._clock.time()
+            merged = merge_claims(claims, self.client_capabilities) if merge else claims
+            request: HttpRequest = build(
+                endpoint, await self._client_auth(endpoint, requested_at), merged
+            )
+            response = await self._send_token_request(request)
+            token = self._store_user_tokens(
+                response,
+                resolved=found,
+                wanted=wanted,
+                requested_at=requested_at,
+                nonce=nonce,
+                assertion_hash=assertion_hash,
+            )
+            if write_through:
+                await self._write_through(token.entry.key)
+            return self._result(
+                token, source="identity_provider", correlation_id=response.correlation_id
+            )
+
+        return await self._bounded(redeem)
 
     def _store_user_tokens(
         self,

@@ -264,7 +264,10 @@ class AiohttpTransport:
         self._closed = True
         session, self._session = self._session, None
         if self._owns_session and session is not None and not session.closed:
-            await session.close()
+            if _loop_of(session) in (None, asyncio.get_running_loop()):
+                await session.close()
+            else:
+                await _discard(session)
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -285,8 +288,7 @@ class AiohttpTransport:
                 )
             # Ours, of an event loop that ended: drop it and open a new one on this loop.
             self._session = None
-            with contextlib.suppress(Exception):
-                await session.close()
+            await _discard(session)
             session = None
         if session is None:
             connector = aiohttp.TCPConnector(
@@ -374,6 +376,16 @@ class AiohttpTransport:
             correlation_id,
         )
         return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+async def _discard(session: aiohttp.ClientSession) -> None:
+    """Let go of a session of an event loop that ended, from another loop."""
+    loop = _loop_of(session)
+    if loop is not None and not loop.is_closed():
+        session.detach()  # a stopped loop's connections cannot be closed from another loop
+        return
+    with contextlib.suppress(Exception):  # closed with its loop: nothing left to wait for
+        await session.close()
 
 
 def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
