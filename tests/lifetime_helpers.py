@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar, cast
 
 from aiomsal.testing import FakeAuthority, VirtualClock
 
@@ -89,3 +89,17 @@ def incoming_assertions(
         }
         tokens.append(fake._signer.sign(claims))
     return tokens
+
+
+@asynccontextmanager
+async def serving(*confidential: str, secret: str, public: str) -> AsyncIterator[FakeAuthority]:
+    """A FakeAuthority on a VirtualClock of its own (``fake_clock(fake)``), clients registered."""
+    async with FakeAuthority(clock=VirtualClock()) as authority:
+        for client in confidential:
+            authority.add_client(client, secret=secret)
+        authority.add_client(public, redirect_uris=["http://localhost"])
+        yield authority
+
+
+def fake_clock(fake: FakeAuthority) -> VirtualClock:
+    return cast(VirtualClock, fake.clock)

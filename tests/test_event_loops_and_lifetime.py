@@ -23,7 +23,7 @@ from aiomsal import (
 from aiomsal._cache._store import CachedToken
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import GRAPH, SECRET, aiomsal_tasks, runs_package_code, wait_until
-from tests.lifetime_helpers import fake_in_thread, incoming_assertions
+from tests.lifetime_helpers import fake_clock, fake_in_thread, incoming_assertions, serving
 
 CLIENT = "lifetime-client"
 API = "lifetime-api"
@@ -150,18 +150,15 @@ def test_a_second_running_loop_gets_a_clear_error_and_takes_over_once_the_first_
 
 
 @pytest.fixture
-async def fake(clock: VirtualClock) -> AsyncIterator[FakeAuthority]:
-    """The authority of the single-loop tests: two confidential clients and a public one."""
-    async with FakeAuthority(clock=clock) as authority:
-        for confidential in (CLIENT, API):
-            authority.add_client(confidential, secret=SECRET)
-        authority.add_client("lifetime-public", redirect_uris=["http://localhost"])
+async def fake() -> AsyncIterator[FakeAuthority]:
+    async with serving(CLIENT, API, secret=SECRET, public="lifetime-public") as authority:
         yield authority
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def clock(fake: FakeAuthority) -> VirtualClock:
+    """The fake's clock, never advanced unless a test says so."""
+    return fake_clock(fake)
 
 
 @pytest.mark.anyio

@@ -19,7 +19,7 @@ import anyio
 
 from .._errors import MsalTransportError
 
-__all__ = ["no_deadline", "remaining", "within"]
+__all__ = ["deadline_in", "no_deadline", "remaining", "until", "within"]
 
 T = TypeVar("T")
 
@@ -39,12 +39,21 @@ def no_deadline() -> None:
     _deadline.set(math.inf)
 
 
+def deadline_in(seconds: float) -> float:
+    """The deadline ``seconds`` from now, or the current call's, if that comes sooner."""
+    return min(_deadline.get(), anyio.current_time() + seconds)
+
+
 async def within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:
     """Await ``call()`` for at most ``seconds`` (or less, inside a call with an earlier deadline).
 
     Raises :class:`MsalTransportError` when the deadline passes first.
     """
-    deadline = min(_deadline.get(), anyio.current_time() + seconds)
+    return await until(deadline_in(seconds), call, seconds)
+
+
+async def until(deadline: float, call: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """Await ``call()`` until ``deadline`` (``anyio.current_time()``), the call's ``timeout=``."""
     reset = _deadline.set(deadline)
     try:
         with anyio.CancelScope(deadline=deadline):

@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 import anyio
 
 from .._errors import MsalError
-from ._deadline import within
+from ._deadline import deadline_in, until
 from ._tasks import TaskRunner
 
 __all__ = ["SingleFlight", "own_copy"]
@@ -39,7 +39,9 @@ class SingleFlight(Generic[K, T]):
     flight. Keys never wait on each other. Flights of an event loop that
     ended are dropped when the runner moves to a new loop. With ``timeout``,
     each flight fails with :class:`MsalTransportError` after that many
-    seconds (real time), however long its callers are willing to wait.
+    seconds (real time), or at the deadline of the call that started it if
+    that comes sooner (so that its callers get the flight's own, more telling
+    error rather than their deadline's), however long other callers would wait.
     """
 
     def __init__(self, runner: TaskRunner, *, timeout: float | None = None) -> None:
@@ -75,7 +77,8 @@ class SingleFlight(Generic[K, T]):
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight()
-            self._runner.spawn(self._execute, key, flight, call)
+            deadline = None if self._timeout is None else deadline_in(self._timeout)
+            self._runner.spawn(self._execute, key, flight, call, deadline)
             self._flights[key] = flight
         return flight
 
@@ -87,12 +90,18 @@ class SingleFlight(Generic[K, T]):
                 flight.error = error
                 flight.done.set()
 
-    async def _execute(self, key: K, flight: _Flight[T], call: Callable[[], Awaitable[T]]) -> None:
+    async def _execute(
+        self,
+        key: K,
+        flight: _Flight[T],
+        call: Callable[[], Awaitable[T]],
+        deadline: float | None,
+    ) -> None:
         try:
-            if self._timeout is None:
+            if deadline is None or self._timeout is None:
                 flight.result = await call()
             else:
-                flight.result = await within(self._timeout, call)
+                flight.result = await until(deadline, call, self._timeout)
         except Exception as exc:
             flight.error = exc
         except BaseException:

@@ -250,10 +250,16 @@ class AiohttpTransport:
         )
 
     def _describe(self, exc: BaseException, attempt: Attempt) -> str:
-        if attempt.queued and isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        if attempt.stuck_in_pool and isinstance(exc, asyncio.TimeoutError | TimeoutError):
             return (
-                f"no pooled connection came free within {attempt.timeout:g}s "
+                f"not sent within {attempt.timeout:g}s: it waited for a pooled connection "
                 f"(the pool holds {_LIMIT_PER_HOST} per host: too many requests at once)"
+            )
+        cut = attempt.timeout < self._timeout_seconds
+        if cut and isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            return (
+                f"no answer before the call's deadline ({attempt.timeout:.3g}s were left for "
+                f"this request; timeout={self._timeout_seconds:g}s bounds the whole call)"
             )
         return _describe(exc, attempt.timeout)
 

@@ -23,7 +23,7 @@ class Attempt:
     def __init__(self) -> None:
         self.left = False  # some attempt was sent (counted once)
         self.reached = False  # the current attempt may have reached the server
-        self.queued = False  # the current attempt waits for a pooled connection
+        self.queued = False  # the current attempt had to wait for a pooled connection
         self.traced = False  # the session reports progress (a session of ours)
         self.timeout = 0.0
 
@@ -33,6 +33,11 @@ class Attempt:
 
     def sent(self) -> None:
         self.left = self.reached = True
+
+    @property
+    def stuck_in_pool(self) -> bool:
+        """Whether the current attempt waited for a pooled connection and never left."""
+        return self.traced and self.queued and not self.reached
 
     def failed(self, exc: BaseException) -> None:
         """Judge by its kind whether a failed attempt left, when the session did not report it."""
@@ -46,10 +51,6 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 async def _on_queued_start(_s: object, ctx: SimpleNamespace, _p: object) -> None:
     _attempt_of(ctx).queued = True
-
-
-async def _on_queued_end(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-    _attempt_of(ctx).queued = False
 
 
 async def _on_request_start(_s: object, ctx: SimpleNamespace, _p: object) -> None:
@@ -70,7 +71,6 @@ def _tracing() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
     config.on_request_start.append(_on_request_start)
     config.on_connection_queued_start.append(_on_queued_start)
-    config.on_connection_queued_end.append(_on_queued_end)
     config.on_request_headers_sent.append(_on_headers_sent)
     config.freeze()
     return config
