@@ -18,7 +18,8 @@ class CacheStatistics:
     #: Of the misses, those that joined a request another caller had started.
     coalesced: int
     #: Token requests sent to the authority (failed ones included; throttled repeats,
-    #: answered from memory without a request, not).
+    #: answered from memory without a request, and requests that never left, their
+    #: connection failed or no pooled connection came free in time, not).
     requests_sent: int
     #: Tokens refreshed in the background before they expired.
     background_refreshes: int

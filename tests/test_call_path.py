@@ -24,12 +24,13 @@ from aiomsal import (
     MsalUiRequiredError,
     PublicClientApplication,
 )
+from aiomsal._concurrency._deadline import within
 from aiomsal._concurrency._singleflight import own_copy
 from aiomsal._protocol._assertion_lifetime import ASSERTION_CLOCK_SKEW, assertion_expiry
 from aiomsal._protocol._http import HttpRequest
 from aiomsal._transport._aiohttp_transport import AiohttpTransport
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.helpers import GRAPH, SECRET, aiomsal_tasks
+from tests.helpers import GRAPH, SECRET, aiomsal_tasks, wait_until
 from tests.lifetime_helpers import fake_clock, incoming_assertions, serving
 
 pytestmark = pytest.mark.anyio
@@ -308,32 +309,33 @@ async def test_a_spent_grant_is_resent_when_its_connection_never_opened() -> Non
 async def test_waiting_for_a_pooled_connection_is_reported_and_not_counted_as_sent(
     fake: FakeAuthority, clock: VirtualClock
 ) -> None:
-    async with confidential(fake, clock, timeout=1) as app:
-        outcomes: list[BaseException] = []
+    """100 calls hold the pool's 100 connections; 300 more, with less time, never get one."""
+    async with confidential(fake, clock, timeout=1.5) as app:
+        await app.acquire_token_for_client(["api://warm/.default"])  # the metadata is known
+        fake.latency = 5.0  # real seconds: the authority holds every request past its deadline
+        before = app.statistics().requests_sent
+        held: list[BaseException] = []
+        queued: list[BaseException] = []
 
-        async def call(i: int) -> None:
-            try:
-                await app.acquire_token_for_client([f"api://pool-{i}/.default"])
+        async def call(scope: str, outcomes: list[BaseException], seconds: float) -> None:
+            try:  # a caller with a deadline of its own, shorter than timeout=
+                await within(seconds, lambda: app.acquire_token_for_client([scope]))
             except MsalError as exc:
                 outcomes.append(exc)
 
-        fake.latency = 0
-        await app.acquire_token_for_client(["api://warm/.default"])  # metadata, one connection
-        fake.latency = 3.0
-        before = app.statistics().requests_sent
         with anyio.fail_after(5):
             async with anyio.create_task_group() as group:
-                for i in range(400):
-                    group.start_soon(call, i)
+                for i in range(100):
+                    group.start_soon(call, f"api://held-{i}/.default", held, 1.5)
+                await wait_until(lambda: len(fake.token_requests) == 101)
+                for i in range(300):
+                    group.start_soon(call, f"api://queued-{i}/.default", queued, 0.5)
         sent = app.statistics().requests_sent - before
-    assert len(outcomes) == 400
-    assert all(isinstance(o, MsalTransportError) for o in outcomes)
-    pool = [o for o in outcomes if "waited for a pooled connection" in str(o)]
-    # 100 connections for 400 calls: those that never got one by the deadline say so
-    # (the slots the first 100 free at their deadline let a few more out at the last moment).
-    assert len(pool) >= 100
-    assert sent + len(pool) <= 400  # a request that waited for the pool never left...
-    assert sent >= 100  # ...and those that had a connection did
+    assert len(held) == 100 and len(queued) == 300
+    assert all(isinstance(o, MsalTransportError) for o in held + queued)
+    assert all("waited for a pooled connection" in str(o) for o in queued)
+    assert not any("pooled connection" in str(o) for o in held)
+    assert sent == 100  # the 300 that waited for the pool never left
 
 
 # -- item 20: client credentials send the capabilities and check the challenge ----------------

@@ -8,6 +8,7 @@ import os
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -22,7 +23,7 @@ from aiomsal import (
 )
 from aiomsal._cache._store import CachedToken
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.helpers import GRAPH, SECRET, aiomsal_tasks, runs_package_code, wait_until
+from tests.helpers import GRAPH, SECRET, _runs_aiomsal_code, aiomsal_tasks, wait_until
 from tests.lifetime_helpers import fake_clock, fake_in_thread, incoming_assertions, serving
 
 CLIENT = "lifetime-client"
@@ -376,8 +377,12 @@ def test_finding_aiomsal_tasks_compares_with_the_package_directory() -> None:
     """A checkout named ``aiomsal`` (git's default) puts its virtualenv under ``/aiomsal/``."""
     package = os.path.dirname(os.path.abspath(aiomsal.__file__))
     checkout = os.path.dirname(package)
-    anyio_file = os.path.join(checkout, ".venv", "lib", "site-packages", "anyio", "_core.py")
-    assert runs_package_code(os.path.join(package, "_concurrency", "_tasks.py"))
-    assert not runs_package_code(os.path.join(package, "testing", "_fake_authority.py"))
-    assert not runs_package_code(anyio_file)
-    assert not runs_package_code("/home/me/aiomsal/.venv/lib/python3.11/anyio/_core.py")
+
+    def runs(path: str) -> bool:
+        coroutine = SimpleNamespace(cr_code=SimpleNamespace(co_filename=path))
+        return _runs_aiomsal_code(coroutine)
+
+    assert runs(os.path.join(package, "_concurrency", "_tasks.py"))
+    assert not runs(os.path.join(package, "testing", "_fake_authority.py"))
+    assert not runs(os.path.join(checkout, ".venv", "lib", "site-packages", "anyio", "_core.py"))
+    assert not runs("/home/me/aiomsal/.venv/lib/python3.11/site-packages/anyio/_core.py")

@@ -25,6 +25,10 @@ T = TypeVar("T")
 
 _deadline: ContextVar[float] = ContextVar("aiomsal_deadline", default=math.inf)
 
+#: Seconds past its deadline after which a call is cancelled, if what it waits for (which
+#: honours the deadline itself, with a more telling error) has not ended it by then.
+BACKSTOP = 0.25
+
 
 def remaining() -> float:
     """Seconds left before the current call's deadline (infinite outside a call)."""
@@ -53,10 +57,15 @@ async def within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:
 
 
 async def until(deadline: float, call: Callable[[], Awaitable[T]], seconds: float) -> T:
-    """Await ``call()`` until ``deadline`` (``anyio.current_time()``), the call's ``timeout=``."""
+    """Await ``call()`` until ``deadline`` (``anyio.current_time()``), the call's ``timeout=``.
+
+    Whatever the call waits for reads the deadline (:func:`remaining`) and
+    ends at it with its own error (no answer, a full pool, ...); a call still
+    running :data:`BACKSTOP` seconds later is cancelled.
+    """
     reset = _deadline.set(deadline)
     try:
-        with anyio.CancelScope(deadline=deadline):
+        with anyio.CancelScope(deadline=deadline + BACKSTOP):
             return await call()
         raise MsalTransportError(
             f"no answer within {seconds:g}s (timeout= bounds the whole call, retries included)"
