@@ -31,6 +31,9 @@ class CacheStatistics:
     storage_hits: int = 0
     #: Cache storage operations that failed or timed out (the call went on without it).
     storage_errors: int = 0
+    #: Entries read from the cache storage that could not be used (malformed, foreign):
+    #: skipped, never raised.
+    skipped_entries: int = 0
 
 
 class Counters:
@@ -42,6 +45,7 @@ class Counters:
         "misses",
         "refresh_failures",
         "requests_sent",
+        "skipped_entries",
         "storage_errors",
         "storage_hits",
     )
@@ -54,3 +58,4 @@ class Counters:
         self.refresh_failures = 0
         self.storage_hits = 0
         self.storage_errors = 0
+        self.skipped_entries = 0

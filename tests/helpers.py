@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
 import aiomsal
+from aiomsal.testing import VirtualClock
+
+T = TypeVar("T")
 
 SECRET = "s3cr3t-value-never-shown"
 GRAPH = ["https://graph.microsoft.com/.default"]
@@ -54,3 +58,33 @@ def _runs_aiomsal_code(coro: object) -> bool:
     code = getattr(coro, "cr_code", None)
     filename = getattr(code, "co_filename", "")
     return bool(filename) and runs_package_code(filename)
+
+
+async def drive(clock: VirtualClock, call: Awaitable[T]) -> T:
+    """Await ``call`` while moving the clock past the transport's retry backoff.
+
+    The loop yields to the event loop (1 ms at a time) while the call waits on
+    loopback I/O, and advances the virtual clock only when a task sleeps on it.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    done = anyio.Event()
+
+    async def run() -> None:
+        try:
+            outcome.append(await call)
+        except Exception as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        while not done.is_set():
+            if clock.sleepers:
+                await clock.advance(1.0)
+            else:
+                await anyio.sleep(0.001)
+    if failure:
+        raise failure[0]
+    return outcome[0]

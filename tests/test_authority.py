@@ -585,6 +585,22 @@ def test_instance_discovery_picks_entry_of_host() -> None:
     )
 
 
+def test_instance_discovery_answer_cannot_claim_a_builtin_cloud() -> None:
+    """A host that needed discovery may not alias itself to the public cloud (shared cache)."""
+    authority = parse_authority("https://login.contoso.com/common")
+    body = _discovery_body(
+        {
+            "preferred_network": "login.microsoftonline.com",
+            "preferred_cache": "login.windows.net",
+            "aliases": ["login.contoso.com", "login.microsoftonline.com", "login.windows.net"],
+        }
+    )
+    metadata = parse_instance_discovery_response(authority, _response(200, body))
+    assert metadata == InstanceMetadata(
+        "login.contoso.com", "login.contoso.com", frozenset({"login.contoso.com"})
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -310,7 +310,7 @@ async def test_waiting_for_a_pooled_connection_is_reported_and_not_counted_as_se
     fake: FakeAuthority, clock: VirtualClock
 ) -> None:
     """100 calls hold the pool's 100 connections; 300 more, with less time, never get one."""
-    async with confidential(fake, clock, timeout=1.5) as app:
+    async with confidential(fake, clock, timeout=3) as app:
         await app.acquire_token_for_client(["api://warm/.default"])  # the metadata is known
         fake.latency = 5.0  # real seconds: the authority holds every request past its deadline
         before = app.statistics().requests_sent
@@ -323,17 +323,18 @@ async def test_waiting_for_a_pooled_connection_is_reported_and_not_counted_as_se
             except MsalError as exc:
                 outcomes.append(exc)
 
-        with anyio.fail_after(5):
+        with anyio.fail_after(8):
             async with anyio.create_task_group() as group:
                 for i in range(100):
-                    group.start_soon(call, f"api://held-{i}/.default", held, 1.5)
+                    group.start_soon(call, f"api://held-{i}/.default", held, 3)
                 await wait_until(lambda: len(fake.token_requests) == 101)
                 for i in range(300):
-                    group.start_soon(call, f"api://queued-{i}/.default", queued, 0.5)
+                    group.start_soon(call, f"api://queued-{i}/.default", queued, 1)
         sent = app.statistics().requests_sent - before
     assert len(held) == 100 and len(queued) == 300
     assert all(isinstance(o, MsalTransportError) for o in held + queued)
-    assert all("waited for a pooled connection" in str(o) for o in queued)
+    others = {str(o) for o in queued if "waited for a pooled connection" not in str(o)}
+    assert not others
     assert not any("pooled connection" in str(o) for o in held)
     assert sent == 100  # the 300 that waited for the pool never left
 

@@ -24,7 +24,7 @@ from aiomsal._cache._entries import (
 )
 from aiomsal._cache._msal_format import cached_token
 from aiomsal._cache._partitions import app_partition, user_partition
-from aiomsal._cache._store import CachedToken, TokenStore
+from aiomsal._cache._store import CachedToken
 from aiomsal._protocol._scopes import UserScopes, target_key
 from aiomsal._result import Account
 from aiomsal.testing import FakeAuthority
@@ -413,7 +413,12 @@ async def test_an_application_serves_what_its_cache_deserialized_later() -> None
 
 # -- partitions ---------------------------------------------------------------------------
 
-APP_PARTITION = app_partition(CLIENT, ENV, TENANT)
+APP_PARTITION = app_partition(
+    AccessTokenKey(ENV, CLIENT, TENANT, "", "", target_key(GRAPH_DEFAULT))
+)
+NOBODY_PARTITION = app_partition(
+    AccessTokenKey(ENV, CLIENT, "nobody", "", "", target_key(GRAPH_DEFAULT))
+)
 USER_PARTITION = user_partition(PartitionKey(ENV, CLIENT, HOME, ""))
 OBO_PARTITION = user_partition(PartitionKey(ENV, CLIENT, "", HASH))
 
@@ -439,7 +444,7 @@ def test_a_partition_dump_holds_only_that_partitions_entries() -> None:
     user_doc = json.loads(user)
     assert set(user_doc) == {"AccessToken", "RefreshToken", "IdToken", "Account", "AppMetadata"}
     assert secrets(cache.dump_partition(OBO_PARTITION, now=NOW)) == {"obo-at", "obo-rt"}
-    assert cache.dump_partition(app_partition(CLIENT, ENV, "nobody"), now=NOW) is None
+    assert cache.dump_partition(NOBODY_PARTITION, now=NOW) is None
     with pytest.raises(MsalConfigurationError):
         cache.dump_partition("nonsense")
 
@@ -450,22 +455,16 @@ def test_a_partition_with_nothing_servable_dumps_to_none() -> None:
     assert secrets(cache.dump_partition(USER_PARTITION, now=NOW + 3600)) == {"user-rt"}
 
 
-def test_the_app_partition_index_follows_removals() -> None:
-    store = TokenStore()
+def test_each_application_token_has_a_partition_of_its_own() -> None:
+    cache = SerializableTokenCache()
     one = access_token("one", GRAPH_DEFAULT)
-    two = access_token("two", ("api://x/.default",), lifetime=60)
-    store.put(one)
-    store.put(two)
-    store.put(access_token("one-again", GRAPH_DEFAULT))
-    held = {t.entry.secret for t in store.tenant_tokens(CLIENT, ENV, TENANT)}
-    assert held == {"one-again", "two"}
-    store.remove_expired(NOW + 60)
-    assert [t.entry.secret for t in store.tenant_tokens(CLIENT, ENV, TENANT)] == ["one-again"]
-    store.remove(one.entry.key)
-    assert store.tenant_tokens(CLIENT, ENV, TENANT) == []
-    store.put(one)
-    store.clear()
-    assert store.tenant_tokens(CLIENT, ENV, TENANT) == [] and len(store) == 0
+    two = access_token("two", ("api://x/.default",))
+    cache._app.put(one)
+    cache._app.put(two)
+    assert secrets(cache.dump_partition(app_partition(one.entry.key), now=NOW)) == {"one"}
+    assert secrets(cache.dump_partition(app_partition(two.entry.key), now=NOW)) == {"two"}
+    cache._app.remove(one.entry.key)
+    assert cache.dump_partition(app_partition(one.entry.key), now=NOW) is None
 
 
 def test_loading_a_partition_merges_without_removing_anything() -> None:
@@ -489,18 +488,20 @@ def test_loading_a_partition_keeps_the_newer_of_two_entries() -> None:
     newer._app.put(access_token("app-at-2", GRAPH_DEFAULT, cached_at=NOW + 10))
     blob = newer.dump_partition(APP_PARTITION, now=NOW)
     assert blob is not None
-    held = cache._app.tenant_tokens(CLIENT, ENV, TENANT)[0]
+    app_key = AccessTokenKey(ENV, CLIENT, TENANT, "", "", target_key(GRAPH_DEFAULT))
+    held = cache._app.get(app_key)
+    assert held is not None
 
     assert cache.load_partition(blob, now=NOW) == 1
-    [token] = cache._app.tenant_tokens(CLIENT, ENV, TENANT)
-    assert token.entry.secret == "app-at-2"
+    token = cache._app.get(app_key)
+    assert token is not None and token.entry.secret == "app-at-2"
 
     older = SerializableTokenCache()
     older._app.put(held)
     old_blob = older.dump_partition(APP_PARTITION, now=NOW)
     assert old_blob is not None
     assert cache.load_partition(old_blob, now=NOW) == 0
-    assert cache._app.tenant_tokens(CLIENT, ENV, TENANT)[0] is token
+    assert cache._app.get(app_key) is token
 
     rotated = SerializableTokenCache()
     rotated._users.put_refresh_token(refresh_token("user-rt-2", modified=NOW + 5))
@@ -514,11 +515,13 @@ def test_loading_a_partition_keeps_the_newer_of_two_entries() -> None:
 def test_partition_expiry_is_the_latest_access_token_expiry_unless_a_refresh_token_is_held(
 ) -> None:
     cache = filled_cache()
-    cache._app.put(access_token("later", ("api://x/.default",), lifetime=7200))
-    assert cache.partition_expiry(APP_PARTITION) == NOW + 7200
+    later = access_token("later", ("api://x/.default",), lifetime=7200)
+    cache._app.put(later)
+    assert cache.partition_expiry(app_partition(later.entry.key)) == NOW + 7200
+    assert cache.partition_expiry(APP_PARTITION) == NOW + 3600
     assert cache.partition_expiry(USER_PARTITION) is None
     assert cache.partition_expiry(OBO_PARTITION) is None
-    assert cache.partition_expiry(app_partition(CLIENT, ENV, "nobody")) is None
+    assert cache.partition_expiry(NOBODY_PARTITION) is None
 
 
 def blob_of(*tokens: CachedToken, refresh: RefreshTokenEntry | None = None) -> bytes:

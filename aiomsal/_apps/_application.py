@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 import aiohttp
 
 from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
+from .._cache._environment import cache_realm
 from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
@@ -148,7 +149,10 @@ class ClientApplication:
         self._persistence = (
             None
             if cache_storage is None
-            else CachePersistence(cache_storage, self.token_cache, self._clock, self._counters)
+            else CachePersistence(
+                cache_storage, self.token_cache, self._clock, self._counters,
+                request_timeout=timeout,
+            )
         )
 
     def __repr__(self) -> str:
@@ -158,6 +162,9 @@ class ClientApplication:
     async def __aenter__(self: _App) -> _App:
         if self._runner.closed:
             raise MsalError("the application is closed")
+        if self._persistence is not None:
+            # A storage that cannot work (a wrong key, an unreadable path) says so now.
+            await self._persistence.check()
         return self
 
     async def __aexit__(
@@ -198,6 +205,7 @@ class ClientApplication:
             cached_tokens=self._cached_tokens(),
             storage_hits=c.storage_hits,
             storage_errors=c.storage_errors,
+            skipped_entries=c.skipped_entries,
         )
 
     def _cached_tokens(self) -> int:
@@ -225,8 +233,12 @@ class ClientApplication:
 
     @staticmethod
     def _realm(resolved: ResolvedAuthority) -> str:
-        """The cache realm: the first path segment of the authority (the tenant), as MSAL does."""
-        return resolved.authority.path.strip("/").split("/", 1)[0]
+        """The cache realm: the tenant segment, as MSAL does ("" for a generic OIDC issuer)."""
+        return cache_realm(resolved.authority)
+
+    def _scope_rules(self, authority: Authority) -> dict[str, bool]:
+        """How the scopes of ``authority`` compare: exactly off Entra ID (RFC 6749 section 3.3)."""
+        return {"entra": self._is_entra(authority), "case_sensitive": authority.kind == "oidc"}
 
     def _known_shape(self, requested: object, tenant: str | None) -> RequestShape | None:
         """The memo of :meth:`_shape`: a dictionary lookup (``requested``: :func:`scopes_once`)."""
@@ -245,7 +257,7 @@ class ClientApplication:
             return shape
         self._check_open()
         authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, entra=self._is_entra(authority))  # type: ignore[arg-type]
+        wanted = user_scopes(requested, **self._scope_rules(authority))  # type: ignore[arg-type]
         resolved = await self._resolver.resolve(authority)
         shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
         self._check_open()  # closed meanwhile: leave no memo behind

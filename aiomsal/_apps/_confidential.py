@@ -107,7 +107,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         authority = self._target_authority(tenant)
         normalized = client_credentials_scopes(
             requested,  # type: ignore[arg-type]  # validated there
-            entra=self._is_entra(authority),
+            **self._scope_rules(authority),
         )
         # Checked before any request, as on-behalf-of does: a malformed challenge is an error.
         merge_claims(claims, ())
@@ -119,7 +119,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             realm=self._realm(resolved),
             home_account_id="",
             user_assertion_hash="",
-            target=target_key(normalized),
+            target=target_key(normalized, case_sensitive=authority.kind == "oidc"),
         )
         if len(self._app_keys) >= MEMO_LIMIT:
             self._app_keys.clear()
@@ -171,8 +171,12 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         )
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
+        # Entra accepts an assertion again; a generic OIDC authority may refuse a seen jti.
         return await self._credential.form_fields(
-            client_id=self.client_id, token_endpoint=token_endpoint, now=now
+            client_id=self.client_id,
+            token_endpoint=token_endpoint,
+            now=now,
+            reuse=self._is_entra(self.authority),
         )
 
     # -- on-behalf-of --------------------------------------------------------------------

@@ -29,7 +29,7 @@ class DeviceCodeFlows(UserFlowApplication):
     ) -> DeviceFlow:
         """Start a device-code sign-in; show ``flow.message`` to the user."""
         self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._bounded(lambda: self._initiate_device_flow(wanted, claims_challenge))
 
     async def _initiate_device_flow(
@@ -63,7 +63,7 @@ class DeviceCodeFlows(UserFlowApplication):
         """
         self._check_open()
         resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
-        wanted = user_scopes(flow.scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(flow.scopes, **self._scope_rules(self.authority))
         interval = flow.interval
         while True:
             await self._clock.sleep(interval)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._cache._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from .._cache._environment import canonical_environment
-from .._cache._partitions import user_partition
+from .._cache._partitions import user_partition, user_partition_prefix
 from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalServiceError, MsalUiRequiredError
 from .._protocol._auth_code import (
@@ -56,9 +56,17 @@ class UserFlowApplication(ClientApplication):
     # -- accounts ------------------------------------------------------------------------
 
     async def get_accounts(self, username: str | None = None) -> list[Account]:
-        """The accounts signed in to this application (optionally one username's)."""
+        """The accounts signed in to this application (optionally one username's).
+
+        Only this application's: its client id's, or its family's (FOCI). With
+        a ``cache_storage`` that can list its partitions (``FileCacheStorage``,
+        ``RedisCacheStorage``), the accounts it holds for this client are
+        loaded first, so that a restarted tool finds its signed-in user.
+        """
         self._check_open()
-        accounts = self._users.accounts()
+        if self._persistence is not None:
+            await self._persistence.load_listed(user_partition_prefix(self.client_id))
+        accounts = self._users.accounts(self.client_id)
         if username is not None:
             wanted = username.lower()
             accounts = [a for a in accounts if (a.username or "").lower() == wanted]
@@ -204,7 +212,7 @@ class UserFlowApplication(ClientApplication):
         back, then pass both to :meth:`acquire_token_by_auth_code_flow`.
         """
         self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return initiate_auth_code_flow(
             resolved.metadata.authorization_endpoint,
@@ -255,7 +263,7 @@ class UserFlowApplication(ClientApplication):
     ) -> str:
         """The sign-in URL, for applications that keep state and PKCE themselves."""
         self._check_open()
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return build_authorization_url(
             resolved.metadata.authorization_endpoint,
@@ -306,7 +314,7 @@ class UserFlowApplication(ClientApplication):
     ) -> AuthenticationResult:
         wanted = user_scopes(
             [s for s in scopes if s.lower() not in ("openid", "profile", "offline_access")],
-            entra=self._is_entra(self.authority),
+            **self._scope_rules(self.authority),
         )
         return await self._redeem(
             None,
@@ -341,7 +349,7 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if not username or not password:
             raise MsalConfigurationError("username and password are required")
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._redeem(
             None,
             wanted,
@@ -365,7 +373,7 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if not isinstance(refresh_token, str) or not refresh_token:
             raise MsalConfigurationError("refresh_token must be a non-empty string")
-        wanted = user_scopes(scopes, entra=self._is_entra(self.authority))
+        wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._redeem(
             None, wanted, None, self._refresh_grant(refresh_token, wanted), write_through=True
         )

@@ -24,8 +24,10 @@ __all__ = [
 class AccessTokenKey(NamedTuple):
     """What identifies an access token: whose, from where, for whom, for what.
 
-    ``environment`` is the canonical alias of the authority host; ``target``
-    is the normalized scope set (see :func:`aiomsal._protocol._scopes.target_key`).
+    ``environment`` is the canonical alias of the authority host, or the whole
+    issuer URL of a generic OpenID Connect authority (see
+    :mod:`aiomsal._cache._environment`); ``target`` is the normalized scope set
+    (see :func:`aiomsal._protocol._scopes.target_key`).
     App-only tokens have an empty ``home_account_id``; on-behalf-of tokens
     carry the hash of the incoming assertion.
     """
@@ -42,13 +44,6 @@ class AccessTokenKey(NamedTuple):
         return PartitionKey(
             self.environment, self.client_id, self.home_account_id, self.user_assertion_hash
         )
-
-    def msal_key(self) -> str:
-        """The entry's key in MSAL's format (lower-cased, ``-``-joined)."""
-        return "-".join(
-            (self.home_account_id, self.environment, "accesstoken", self.client_id,
-             self.realm, self.target)
-        ).lower()
 
 
 class PartitionKey(NamedTuple):

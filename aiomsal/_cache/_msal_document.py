@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
-from .._errors import MsalConfigurationError
-from ._entries import Identity, PartitionKey, RefreshTokenEntry
+from .._result import Account
+from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._environment import canonical_environment
 from ._msal_format import (
     ACCESS_TOKEN,
@@ -38,14 +38,15 @@ from ._msal_format import (
     refresh_token_fields,
 )
 from ._msal_merge import Document
+from ._partitions import parse_partition
 from ._store import CachedToken, TokenStore
 from ._user_store import UserTokenStore
 
 __all__ = [
     "Leftovers",
+    "LoadCount",
     "build_document",
     "load_document",
-    "parse_partition",
     "partition_document",
     "partition_expiry",
 ]
@@ -158,7 +159,8 @@ class _Writer:
         metadata = self.sections[APP_METADATA]
         for (environment, client_id), family_id in self.apps.items():
             key, fields = app_metadata_fields(environment, client_id, family_id)
-            metadata[key] = {**(metadata.get(key) or kept.get(key) or {}), **fields}
+            base = metadata.get(key) or kept.get(key)
+            metadata[key] = {**(base if isinstance(base, dict) else {}), **fields}
         document: Document = {name: entries for name, entries in self.sections.items() if entries}
         if unknown_sections:
             for name, value in self.leftovers.sections.items():
@@ -188,22 +190,16 @@ def build_document(app: TokenStore, users: UserTokenStore, leftovers: Leftovers)
     return writer.document(unknown_sections=True)
 
 
-def parse_partition(name: str) -> tuple[str, str, str, str]:
-    """(kind, client_id, environment, realm / home_account_id / assertion hash) of a name."""
-    kind, _, rest = name.partition("/")
-    parts = rest.rsplit("/", 2)
-    if kind not in ("app", "user", "obo") or len(parts) != 3 or not all(parts):
-        raise MsalConfigurationError(f"{name!r} is not a token cache partition name")
-    return kind, parts[0], parts[1], parts[2]
-
-
 def _partition_contents(
     app: TokenStore, users: UserTokenStore, name: str
 ) -> tuple[list[CachedToken], RefreshTokenEntry | None, Identity | None, str, str]:
-    kind, client_id, environment, last = parse_partition(name)
-    if kind == "app":
-        return app.tenant_tokens(client_id, environment, last), None, None, environment, client_id
-    home, assertion = (last, "") if kind == "user" else ("", last)
+    parsed = parse_partition(name)
+    environment, client_id = parsed.environment, parsed.client_id
+    if parsed.kind == "app":
+        key = AccessTokenKey(environment, client_id, parsed.owner, "", "", parsed.target)
+        token = app.get(key)
+        return ([] if token is None else [token]), None, None, environment, client_id
+    home, assertion = (parsed.owner, "") if parsed.kind == "user" else ("", parsed.owner)
     partition = PartitionKey(environment, client_id, home, assertion)
     identity = users.account(home, (environment,)) if home else None
     return (
@@ -242,6 +238,18 @@ def partition_expiry(app: TokenStore, users: UserTokenStore, name: str) -> float
 # -- reading ------------------------------------------------------------------------------
 
 
+#: What reading a malformed entry may raise: each is skipped and counted, never raised.
+_MALFORMED = (Unreadable, ValueError, TypeError, KeyError, AttributeError, OverflowError,
+              RecursionError)
+
+
+class LoadCount(NamedTuple):
+    """What a load did: entries taken, and malformed entries skipped."""
+
+    taken: int
+    skipped: int
+
+
 def _entries(document: Mapping[str, Any], section: str) -> Iterable[tuple[str, Any]]:
     entries = document.get(section)
     return entries.items() if isinstance(entries, dict) else ()
@@ -264,6 +272,7 @@ class _Loader:
         self.now = now
         self.keep = keep_unusable
         self.taken = 0
+        self.skipped = 0
         #: (home, environment) -> the identity of the account, and ID tokens without one.
         self.identities: dict[tuple[str, str], Identity] = {}
         self.bare_id_tokens: dict[tuple[str, str], ParsedIdToken] = {}
@@ -272,6 +281,11 @@ class _Loader:
     def unusable(self, section: str, key: str, value: Any) -> None:
         if self.keep:
             self.leftovers.entries.setdefault(section, {})[key] = value
+
+    def malformed(self, section: str, key: str, value: Any) -> None:
+        """An entry that cannot be read: kept as read (deserialize) or dropped, and counted."""
+        self.skipped += 1
+        self.unusable(section, key, value)
 
     def remember(
         self,
@@ -286,27 +300,33 @@ class _Loader:
         if extras and key is not None:
             self.leftovers.fields[(section, key[0])] = (secret, extras)
 
-    def load(self, document: Mapping[str, Any]) -> int:
+    def load(self, document: Mapping[str, Any]) -> LoadCount:
         if self.keep:
             for name, value in document.items():
                 if name not in SECTIONS or not isinstance(value, dict):
                     self.leftovers.sections[name] = value
         metadata = self.leftovers.entries.setdefault(APP_METADATA, {})
         for key, fields in _entries(document, APP_METADATA):
-            if self.keep or key not in metadata:
+            if not isinstance(fields, dict):
+                self.malformed(APP_METADATA, key, fields)
+            elif self.keep or key not in metadata:
                 metadata[key] = fields
         self.accounts(document)
-        self.access_tokens(_entries(document, ACCESS_TOKEN))
+        for key, fields in _entries(document, ACCESS_TOKEN):
+            try:
+                self.access_token(key, fields)
+            except _MALFORMED:
+                self.malformed(ACCESS_TOKEN, key, fields)
         self.refresh_tokens(_entries(document, REFRESH_TOKEN))
-        return self.taken
+        return LoadCount(self.taken, self.skipped)
 
     def accounts(self, document: Mapping[str, Any]) -> None:
         id_tokens: dict[tuple[str, str], list[tuple[str, Fields, ParsedIdToken]]] = {}
         for key, fields in _entries(document, ID_TOKEN):
             try:
                 parsed = ParsedIdToken(_mapping(fields))
-            except Unreadable:
-                self.unusable(ID_TOKEN, key, fields)
+            except _MALFORMED:
+                self.malformed(ID_TOKEN, key, fields)
                 continue
             id_tokens.setdefault((parsed.home_account_id, parsed.environment), []).append(
                 (key, fields, parsed)
@@ -314,52 +334,65 @@ class _Loader:
         for key, fields in _entries(document, ACCOUNT):
             try:
                 environment, account = parse_account(_mapping(fields))
-            except Unreadable:
-                self.unusable(ACCOUNT, key, fields)
+            except _MALFORMED:
+                self.malformed(ACCOUNT, key, fields)
                 continue
-            slot = (account.home_account_id, environment)
-            if slot in self.identities:
-                self.unusable(ACCOUNT, key, fields)  # another tenant of a known account
-                continue
-            candidates = id_tokens.pop(slot, [])
-            candidates.sort(key=lambda c: c[2].realm != account.realm)
-            for other in candidates[1:]:
-                self.unusable(ID_TOKEN, other[0], other[1])
-            existing = self.users.account(account.home_account_id, (environment,))
-            if existing is not None:
-                self.identities[slot] = existing
-                continue
-            id_token = candidates[0] if candidates else None
-            claims = id_token[2].claims if id_token else None
-            tenant = (claims or {}).get("tid")
-            identity = Identity(
-                home_account_id=account.home_account_id,
-                account=account,
-                tenant_id=tenant if isinstance(tenant, str) and tenant else account.realm or None,
-                id_token=id_token[2].secret if id_token else None,
-                id_token_claims=claims,
-            )
-            self.users.put_account(identity, environment)
-            self.identities[slot] = identity
-            if self.keep:
-                self.leftovers.accounts.add(slot)
-            self.taken += 1
-            self.remember(ACCOUNT, partial(account_fields, account, environment), None, fields)
-            if id_token is not None:
-                written = id_token_fields(identity, environment, id_token[2].client_id)
-                if written is None:
-                    self.unusable(ID_TOKEN, id_token[0], id_token[1])
-                else:
-                    self.remember(
-                        ID_TOKEN,
-                        partial(id_token_fields, identity, environment, id_token[2].client_id),
-                        identity.id_token,
-                        id_token[1],
-                    )
+            try:
+                self.account(key, fields, environment, account, id_tokens)
+            except _MALFORMED:
+                self.malformed(ACCOUNT, key, fields)
         for slot, candidates in id_tokens.items():
             self.bare_id_tokens[slot] = candidates[0][2]
             for key, fields, _ in candidates:
                 self.unusable(ID_TOKEN, key, fields)
+
+    def account(
+        self,
+        key: str,
+        fields: Fields,
+        environment: str,
+        account: Account,
+        id_tokens: dict[tuple[str, str], list[tuple[str, Fields, ParsedIdToken]]],
+    ) -> None:
+        slot = (account.home_account_id, environment)
+        if slot in self.identities:
+            self.unusable(ACCOUNT, key, fields)  # another tenant of a known account
+            return
+        candidates = id_tokens.pop(slot, [])
+        candidates.sort(key=lambda c: c[2].realm != account.realm)
+        for other in candidates[1:]:
+            self.unusable(ID_TOKEN, other[0], other[1])
+        existing = self.users.account(account.home_account_id, (environment,))
+        if existing is not None:
+            self.identities[slot] = existing
+            return
+        id_token = candidates[0] if candidates else None
+        claims = id_token[2].claims if id_token else None
+        tenant = (claims or {}).get("tid")
+        identity = Identity(
+            home_account_id=account.home_account_id,
+            account=account,
+            tenant_id=tenant if isinstance(tenant, str) and tenant else account.realm or None,
+            id_token=id_token[2].secret if id_token else None,
+            id_token_claims=claims,
+        )
+        self.users.put_account(identity, environment)
+        self.identities[slot] = identity
+        if self.keep:
+            self.leftovers.accounts.add(slot)
+        self.taken += 1
+        self.remember(ACCOUNT, partial(account_fields, account, environment), None, fields)
+        if id_token is not None:
+            written = id_token_fields(identity, environment, id_token[2].client_id)
+            if written is None:
+                self.unusable(ID_TOKEN, id_token[0], id_token[1])
+            else:
+                self.remember(
+                    ID_TOKEN,
+                    partial(id_token_fields, identity, environment, id_token[2].client_id),
+                    identity.id_token,
+                    id_token[1],
+                )
 
     def identity(self, home: str, environment: str, realm: str, obo: bool) -> Identity:
         """Whose token: the account's identity, else one made of what the entries say."""
@@ -387,39 +420,34 @@ class _Loader:
             self.others[slot] = made
         return made
 
-    def access_tokens(self, entries: Iterable[tuple[str, Any]]) -> None:
-        for key, fields in entries:
-            try:
-                entry = parse_access_token(_mapping(fields), self.now)
-            except Unreadable:
-                self.unusable(ACCESS_TOKEN, key, fields)
-                continue
-            if entry is None:
-                continue  # expired
-            lookup = entry.key
-            user = bool(lookup.home_account_id or lookup.user_assertion_hash)
-            existing = (self.users if user else self.app).get(lookup)
-            if existing is not None and existing.entry.expires_on >= entry.expires_on:
-                continue
-            identity = None
-            if user:
-                home = fields.get("home_account_id") or ""
-                identity = self.identity(
-                    home if isinstance(home, str) else "", lookup.environment, lookup.realm,
-                    bool(lookup.user_assertion_hash),
-                )
-            token = cached_token(entry, identity)
-            (self.users if user else self.app).put(token)
-            self.taken += 1
-            self.remember(ACCESS_TOKEN, partial(access_token_fields, token), entry.secret, fields)
+    def access_token(self, key: str, fields: Any) -> None:
+        entry = parse_access_token(_mapping(fields), self.now)
+        if entry is None:
+            return  # expired
+        lookup = entry.key
+        user = bool(lookup.home_account_id or lookup.user_assertion_hash)
+        existing = (self.users if user else self.app).get(lookup)
+        if existing is not None and existing.entry.expires_on >= entry.expires_on:
+            return
+        identity = None
+        if user:
+            home = fields.get("home_account_id") or ""
+            identity = self.identity(
+                home if isinstance(home, str) else "", lookup.environment, lookup.realm,
+                bool(lookup.user_assertion_hash),
+            )
+        token = cached_token(entry, identity)
+        (self.users if user else self.app).put(token)
+        self.taken += 1
+        self.remember(ACCESS_TOKEN, partial(access_token_fields, token), entry.secret, fields)
 
     def refresh_tokens(self, entries: Iterable[tuple[str, Any]]) -> None:
         taken: dict[PartitionKey, tuple[str, Any]] = {}
         for key, fields in entries:
             try:
                 entry = parse_refresh_token(_mapping(fields))
-            except Unreadable:
-                self.unusable(REFRESH_TOKEN, key, fields)
+            except _MALFORMED:
+                self.malformed(REFRESH_TOKEN, key, fields)
                 continue
             existing = self.users.refresh_token(entry.partition)
             if existing is not None and existing.last_modification_time >= (
@@ -452,8 +480,10 @@ def load_document(
     *,
     now: float,
     keep_unusable: bool,
-) -> int:
-    """Put a document's entries into the stores; return how many were taken.
+) -> LoadCount:
+    """Put a document's entries into the stores; return how many were taken and skipped.
+
+    Never raises: a malformed entry is skipped (and counted).
 
     An entry the stores already hold is replaced only by a newer one (a later
     ``expires_on`` or ``last_modification_time``). With ``keep_unusable``,

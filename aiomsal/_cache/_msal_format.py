@@ -15,6 +15,7 @@ so that two assertions of one user never share a key in one document.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import RESERVED_SCOPES, UserScopes, target_key
 from .._result import Account
 from ._entries import AccessTokenEntry, AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
-from ._environment import canonical_environment
+from ._environment import canonical_environment, is_issuer_environment
 from ._store import CachedToken
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "REFRESH_TOKEN",
     "SECTIONS",
     "Fields",
+    "MAX_TIMESTAMP",
     "ParsedIdToken",
     "Unreadable",
     "access_token_fields",
@@ -101,7 +103,7 @@ def extra_fields(section: str, fields: Mapping[str, Any]) -> Fields | None:
 
 def apply_extras(fields: Fields, extras: Fields) -> None:
     """Add back the fields an entry was read with that aiomsal does not model."""
-    if "kid" in extras and fields.get("key_id") == extras["kid"]:
+    if "kid" in extras and "key_id" in fields and fields["key_id"] == extras["kid"]:
         del fields["key_id"]  # MSAL.NET's name for it; write it back as it came
     fields.update(extras)
 
@@ -110,7 +112,10 @@ def apply_extras(fields: Fields, extras: Fields) -> None:
 
 
 def _key(*parts: str | None) -> str:
-    return "-".join(part or "" for part in parts).lower()
+    """MSAL's key, lower-cased; a generic OIDC issuer's keeps its case (paths and scopes do)."""
+    key = "-".join(part or "" for part in parts)
+    environment = parts[1] or ""
+    return key if is_issuer_environment(environment) else key.lower()
 
 
 def _at_key(fields: Fields) -> str:
@@ -226,23 +231,37 @@ def app_metadata_fields(
 # -- reading ------------------------------------------------------------------------------
 
 
+#: The latest timestamp an entry may carry: the end of year 9999, as an int.
+MAX_TIMESTAMP = 253_402_300_799
+
+
 def number(value: object) -> int:
-    """A timestamp: a decimal string (the schema) or a number (some writers)."""
+    """A timestamp: a decimal string (the schema) or a number (some writers).
+
+    Raises :class:`Unreadable` for anything else, and for a time that is not
+    finite, negative, or after year 9999 (``Infinity``, ``NaN``, 400 digits).
+    """
     if isinstance(value, bool):
         raise Unreadable("a timestamp is not a boolean")
+    result: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str):
+        result = value
+    elif isinstance(value, float):
+        result = int(value) if math.isfinite(value) else None
+    elif isinstance(value, str) and len(value) <= 32:
         try:
-            return int(value)
+            result = int(value)
         except ValueError:
             try:
-                return int(float(value))
-            except (ValueError, OverflowError):
-                pass
-    raise Unreadable("a timestamp is not a number")
+                parsed = float(value)
+            except ValueError:
+                parsed = math.nan
+            result = int(parsed) if math.isfinite(parsed) else None
+    if result is None:
+        raise Unreadable("a timestamp is not a finite number")
+    if not 0 <= result <= MAX_TIMESTAMP:
+        raise Unreadable("a timestamp is out of range")
+    return result
 
 
 def _text(fields: Mapping[str, Any], name: str, default: str | None = None) -> str:
@@ -270,17 +289,18 @@ def _kind(fields: Mapping[str, Any], expected: str) -> None:
 
 
 @lru_cache(maxsize=4096)
-def _targets(target: str, user: bool) -> tuple[tuple[str, ...], str]:
+def _targets(target: str, user: bool, exact: bool) -> tuple[tuple[str, ...], str]:
     """(scopes, lookup target) of an entry's target; one shared tuple per distinct target.
 
     A user's token is looked up without the OpenID Connect scopes that other
-    SDKs keep in its target (``User.Read openid profile``).
+    SDKs keep in its target (``User.Read openid profile``). ``exact``: the
+    scopes of a generic OIDC issuer, compared with their case.
     """
     scopes = tuple(target.split())
     if not user:
-        return scopes, target_key(scopes)
+        return scopes, target_key(scopes, case_sensitive=exact)
     resource = tuple(s for s in scopes if s.lower() not in RESERVED_SCOPES)
-    return scopes, UserScopes.of(resource or scopes).target
+    return scopes, UserScopes.of(resource or scopes, case_sensitive=exact).target
 
 
 def parse_access_token(fields: Mapping[str, Any], now: float) -> AccessTokenEntry | None:
@@ -303,12 +323,11 @@ def parse_access_token(fields: Mapping[str, Any], now: float) -> AccessTokenEntr
     refresh_on = fields.get("refresh_on")
     home = _optional_text(fields, "home_account_id") or ""
     obo = _optional_text(fields, "user_assertion_hash") or ""
-    scopes, lookup = _targets(target, bool(home or obo))
+    environment = canonical_environment(environment)
+    scopes, lookup = _targets(target, bool(home or obo), is_issuer_environment(environment))
     if not scopes:
         raise Unreadable("an access token needs a target")
-    key = AccessTokenKey(
-        canonical_environment(environment), client_id, realm, "" if obo else home, obo, lookup
-    )
+    key = AccessTokenKey(environment, client_id, realm, "" if obo else home, obo, lookup)
     return AccessTokenEntry(
         key=key,
         secret=secret,

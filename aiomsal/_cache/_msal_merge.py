@@ -52,15 +52,40 @@ def _indented(value: Any, depth: int) -> str:
     return json.dumps(value, indent=4).replace("\n", "\n" + " " * depth)
 
 
+#: How deeply a cache document may nest (MSAL writes 3 levels; other SDKs' fields a few more).
+MAX_DEPTH = 32
+
+
 def parse_document(state: str | bytes) -> Document:
-    """The JSON object of a cache document; raises :class:`MsalConfigurationError`."""
+    """The JSON object of a cache document; raises :class:`MsalConfigurationError`.
+
+    A document nested deeper than :data:`MAX_DEPTH` is refused, so that
+    whatever was read can always be written again.
+    """
+    if not isinstance(state, (str, bytes, bytearray)):
+        raise MsalConfigurationError("the cache state must be str or bytes")
     try:
         document = json.loads(state)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise MsalConfigurationError("the cache state is not MSAL's token cache format") from error
-    if not isinstance(document, dict):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, ...
+        # Not chained: a JSONDecodeError holds the whole document, secrets included.
+        raise MsalConfigurationError("the cache state is not MSAL's token cache format") from None
+    if not isinstance(document, dict) or _too_deep(document):
         raise MsalConfigurationError("the cache state is not MSAL's token cache format")
     return document
+
+
+def _too_deep(document: Document) -> bool:
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 # -- merging ------------------------------------------------------------------------------
 

@@ -56,13 +56,11 @@ class TokenStore:
     does not grow with the number of cached tokens.
     """
 
-    __slots__ = ("_access", "_ring", "_tenants", "version")
+    __slots__ = ("_access", "_ring", "version")
 
     def __init__(self, max_entries: int | None = None) -> None:
         self._access: dict[AccessTokenKey, CachedToken] = {}
         self._ring: EvictionRing[CachedToken] = EvictionRing(max_entries)
-        #: The keys of each (client, environment, realm): one storage partition each.
-        self._tenants: dict[tuple[str, str, str], dict[AccessTokenKey, None]] = {}
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.
         self.version = 0
 
@@ -73,10 +71,7 @@ class TokenStore:
         return self._access.get(key)
 
     def put(self, token: CachedToken) -> None:
-        key = token.entry.key
-        if key not in self._access:
-            self._tenants.setdefault(_tenant_of(key), {})[key] = None
-        self._access[key] = token
+        self._access[token.entry.key] = token
         self.version += 1
         self._ring.admit(
             token,
@@ -92,7 +87,6 @@ class TokenStore:
 
     def remove(self, key: AccessTokenKey) -> None:
         if self._access.pop(key, None) is not None:
-            self._unindex(key)
             self.version += 1
 
     def remove_expired(self, now: float) -> int:
@@ -100,31 +94,13 @@ class TokenStore:
         expired = [key for key, token in self._access.items() if token.serve_until <= now]
         for key in expired:
             del self._access[key]
-            self._unindex(key)
         self.version += bool(expired)
         return len(expired)
 
     def __iter__(self) -> Iterator[CachedToken]:
         return iter(list(self._access.values()))
 
-    def tenant_tokens(self, client_id: str, environment: str, realm: str) -> list[CachedToken]:
-        """The tokens of one (client, environment, realm), without a scan of the others."""
-        keys = self._tenants.get((client_id, environment, realm), ())
-        return [self._access[key] for key in keys]
-
     def clear(self) -> None:
         self._access.clear()
-        self._tenants.clear()
         self._ring.clear()
         self.version += 1
-
-    def _unindex(self, key: AccessTokenKey) -> None:
-        tenant = _tenant_of(key)
-        keys = self._tenants[tenant]
-        del keys[key]
-        if not keys:
-            del self._tenants[tenant]
-
-
-def _tenant_of(key: AccessTokenKey) -> tuple[str, str, str]:
-    return (key.client_id, key.environment, key.realm)

@@ -6,6 +6,7 @@ import time
 
 from ._msal_document import (
     Leftovers,
+    LoadCount,
     build_document,
     load_document,
     partition_document,
@@ -68,17 +69,19 @@ class SerializableTokenCache:
         """Replace the cache's content with a state an MSAL SDK (or :meth:`serialize`) wrote.
 
         Expired access tokens are left out. Raises :class:`MsalConfigurationError`
-        (a ``ValueError``) when ``state`` is not a JSON object, leaving the
-        cache as it was; an entry that cannot be used is kept as read.
+        (a ``ValueError``) when ``state`` is not a JSON object (or nests deeper
+        than any cache document), leaving the cache exactly as it was. Otherwise
+        it loads: an entry that cannot be used (malformed, of another kind) is
+        skipped and kept as read, to be written back by :meth:`serialize`.
         ``now`` (epoch seconds) defaults to the system clock.
         """
         document = parse_document(state) if state else {}
+        now = time.time() if now is None else now
         self._app.clear()
         self._users.clear()
         self._leftovers.clear()
         load_document(
-            document, self._app, self._users, self._leftovers,
-            now=time.time() if now is None else now, keep_unusable=True,
+            document, self._app, self._users, self._leftovers, now=now, keep_unusable=True
         )
         self._saved = self._version()
 
@@ -100,12 +103,19 @@ class SerializableTokenCache:
 
         Nothing is removed: an entry the cache already holds is replaced only
         by a newer one (a later ``expires_on`` or ``last_modification_time``).
-        A malformed blob is ignored (0).
+        A malformed blob, or a malformed entry in it, is ignored.
+        """
+        return self._load_partition(blob, now=now).taken
+
+    def _load_partition(self, blob: bytes, *, now: float | None = None) -> LoadCount:
+        """:meth:`load_partition`, with the count of malformed entries skipped.
+
+        A blob that is not a cache document at all counts as one skipped entry.
         """
         try:
             document = parse_document(blob)
         except ValueError:
-            return 0
+            return LoadCount(0, 1)
         return load_document(
             document, self._app, self._users, self._leftovers,
             now=time.time() if now is None else now, keep_unusable=False,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from .._protocol._scopes import canonical_scope
 from .._result import Account
 from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
+from ._environment import is_issuer_environment
 from ._eviction import EvictionRing
 from ._store import CachedToken
 
@@ -147,8 +148,33 @@ class UserTokenStore:
                 return identity
         return None
 
-    def accounts(self) -> list[Account]:
-        return [i.account for i in self._accounts.values() if i.account is not None]
+    def accounts(self, client_id: str | None = None) -> list[Account]:
+        """The accounts held; with ``client_id``, only those signed in to that application.
+
+        An account is that application's when the cache holds a token of it
+        for ``client_id``, or a refresh token of a family (FOCI) that one of
+        the application's own refresh tokens belongs to.
+        """
+        if client_id is None:
+            return [i.account for i in self._accounts.values() if i.account is not None]
+        families = {
+            entry.family_id for partition, entry in self._refresh.items()
+            if partition.client_id == client_id and entry.family_id
+        }
+        owners = {
+            (p.home_account_id, p.environment)
+            for p in (*self._partitions, *self._refresh)
+            if not p.user_assertion_hash and p.client_id == client_id
+        }
+        if families:
+            owners.update(
+                (p.home_account_id, p.environment) for p, entry in self._refresh.items()
+                if not p.user_assertion_hash and entry.family_id in families
+            )
+        return [
+            identity.account for slot, identity in self._accounts.items()
+            if identity.account is not None and slot in owners
+        ]
 
     def remove_account(self, home_account_id: str, environments: Iterable[str]) -> int:
         """Remove an account with its access, refresh and ID tokens; return tokens removed."""
@@ -175,4 +201,5 @@ def _owned(partition: PartitionKey, home_account_id: str, environments: set[str]
 
 
 def _scope_set(token: CachedToken) -> frozenset[str]:
-    return frozenset(canonical_scope(scope) for scope in token.entry.scopes)
+    exact = is_issuer_environment(token.entry.key.environment)
+    return frozenset(canonical_scope(scope, case_sensitive=exact) for scope in token.entry.scopes)

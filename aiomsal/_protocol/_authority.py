@@ -28,10 +28,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from .._errors import MsalConfigurationError, MsalServiceError
-from ._error_response import decode_json_object, service_error_from_body
+from ._error_response import decode_json_object, redirect_note, service_error_from_body
 from ._http import HttpRequest, HttpResponse
 
 __all__ = [
@@ -60,6 +60,8 @@ _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 # Any RFC 3986 path segment (for OpenID Connect issuers).
 _OIDC_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+#: The most of an authority URL that an error message quotes.
+_SHOWN_LENGTH = 200
 _AUTHORITY_FORMS = (
     "https://login.microsoftonline.com/{tenant}, "
     "https://{name}.b2clogin.com/{tenant}/{policy}, "
@@ -149,24 +151,24 @@ def parse_authority(
     if oidc_authority is not None:
         if authority is not None:
             raise MsalConfigurationError("Give either authority or oidc_authority, not both")
-        scheme, host, segments = _split_url(oidc_authority, "oidc_authority")
+        scheme, host, segments, shown = _split_url(oidc_authority, "oidc_authority")
         for segment in segments:
-            if not _OIDC_SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            if not _OIDC_SEGMENT.fullmatch(segment):
                 raise MsalConfigurationError(
-                    f"oidc_authority {oidc_authority!r} has an invalid path segment {segment!r}"
+                    f"oidc_authority {shown!r} has an invalid path segment {segment!r}"
                 )
         return Authority("oidc", scheme, host, None, "".join(f"/{s}" for s in segments))
 
     url = DEFAULT_AUTHORITY if authority is None else authority
-    scheme, host, segments = _split_url(url, "authority")
+    scheme, host, segments, shown = _split_url(url, "authority")
     for segment in segments:
         if not _is_segment(segment):
             raise MsalConfigurationError(
-                f"authority {url!r} has an invalid path segment {segment!r};"
+                f"authority {shown!r} has an invalid path segment {segment!r};"
                 f" expected {_AUTHORITY_FORMS}"
             )
     hostname = _hostname(host)
-    kind, tenant, path = _classify(url, hostname, segments)
+    kind, tenant, path = _classify(shown, hostname, segments)
     return Authority(kind, scheme, host, tenant, path)
 
 
@@ -244,39 +246,70 @@ def _b2c_shape(
     return "b2c", tenant, "/" + "/".join(segments)
 
 
-def _split_url(url: object, name: str) -> tuple[str, str, list[str]]:
-    """Check the parts common to every authority; return (scheme, host, path segments)."""
+def _split_url(url: object, name: str) -> tuple[str, str, list[str], str]:
+    """Check the parts common to every authority; return (scheme, host, segments, shown).
+
+    ``shown`` is what error messages may quote of ``url``: never user
+    information (a URL with an ``@`` is refused without being quoted), never a
+    query or fragment (where signatures travel), at most 200 characters.
+    """
     if not isinstance(url, str):
         raise MsalConfigurationError(f"{name} must be a string, not {type(url).__name__}")
     if not url:
         raise MsalConfigurationError(f"{name} is empty")
+    if "@" in url:
+        raise MsalConfigurationError(
+            f"{name} must not contain user information (an '@'); it is not shown here,"
+            " as it may hold a password"
+        )
+    shown = url.split("?", 1)[0].split("#", 1)[0]
+    if len(shown) > _SHOWN_LENGTH:
+        shown = shown[:_SHOWN_LENGTH] + "..."
+    if "?" in url or "#" in url:
+        raise MsalConfigurationError(
+            f"{name} {shown!r} must not have a query or a fragment (not shown here)"
+        )
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         raise MsalConfigurationError(
-            f"{name} {url!r} contains whitespace, control or non-ASCII characters"
+            f"{name} {shown!r} contains whitespace, control or non-ASCII characters"
             " (use the punycode form of an internationalized host)"
         )
-    if "?" in url or "#" in url:
-        raise MsalConfigurationError(f"{name} {url!r} must not have a query or a fragment")
     try:
         parts = urlsplit(url)
-    except ValueError as exc:
-        raise MsalConfigurationError(f"{name} {url!r} is not a valid URL: {exc}") from None
+    except ValueError as exc:  # its words quote at most the host: no '@', no query here
+        raise MsalConfigurationError(f"{name} {shown!r} is not a valid URL: {exc}") from None
     if not parts.scheme or not url.lower().startswith(f"{parts.scheme}://"):
-        raise MsalConfigurationError(f"{name} {url!r} must be an absolute https:// URL")
-    if "@" in parts.netloc:
-        raise MsalConfigurationError(f"{name} {url!r} must not contain user information")
-    host = _canonical_host(parts, url, name)
+        raise MsalConfigurationError(f"{name} {shown!r} must be an absolute https:// URL")
+    host = _canonical_host(parts, shown, name)
     scheme = parts.scheme
     if scheme != "https" and not (scheme == "http" and _is_loopback_host(_hostname(host))):
         raise MsalConfigurationError(
-            f"{name} {url!r} must use https"
+            f"{name} {shown!r} must use https"
             + (" (http is accepted for loopback hosts only)" if scheme == "http" else "")
         )
     path = parts.path.rstrip("/")
     segments = path.split("/")[1:] if path else []
     if "" in segments:
-        raise MsalConfigurationError(f"{name} {url!r} has an empty path segment")
-    return scheme, host, segments
+        raise MsalConfigurationError(f"{name} {shown!r} has an empty path segment")
+    for segment in segments:
+        if _is_dot_segment(segment):
+            raise MsalConfigurationError(
+                f"{name} {shown!r} has an invalid path segment {segment!r}: a dot segment"
+                " (or an encoded slash), which a server would resolve to another path"
+            )
+    return scheme, host, segments, shown
+
+
+def _is_dot_segment(segment: str) -> bool:
+    """``.`` or ``..``, raw or percent-encoded (once or twice), or hiding a slash."""
+    once = unquote(segment)
+    twice = unquote(once)
+    return (
+        once in (".", "..")
+        or twice in (".", "..")
+        or any(c in twice for c in "/\\")
+        or not twice.isprintable()
+    )
 
 
 def _canonical_host(parts: SplitResult, url: str, name: str) -> str:
@@ -344,7 +377,10 @@ def parse_metadata_response(authority: Authority, response: HttpResponse) -> Aut
     Raises :class:`MsalServiceError` with the authority's own error (such as
     ``invalid_tenant`` for an unknown tenant) for an error answer, and
     ``invalid_response`` for a document that is not JSON, lacks the
-    authorization or token endpoint, or names an endpoint that is not https.
+    authorization or token endpoint, or names an issuer or endpoint that is
+    not https (plain http only when the authority and the endpoint are both
+    loopback). A redirect is not followed to another origin: its 3xx answer is
+    ``invalid_response`` too.
     """
     body = decode_json_object(response)
     if body is not None and isinstance(body.get("error"), str):
@@ -354,13 +390,14 @@ def parse_metadata_response(authority: Authority, response: HttpResponse) -> Aut
             "invalid_response",
             f"The metadata of authority {authority.url} could not be read:"
             f" {authority.metadata_url} answered HTTP {response.status}"
-            + ("" if body is not None else " without a JSON object"),
+            + ("" if body is not None else " without a JSON object")
+            + redirect_note(response),
             status=response.status,
         )
     if body is None:
         raise _invalid_metadata(authority, "the document is not a JSON object", response.status)
-    issuer = body.get("issuer")
-    if not isinstance(issuer, str) or not issuer:
+    issuer = _endpoint(authority, body, "issuer", response.status)
+    if issuer is None:
         raise _invalid_metadata(authority, "it has no issuer", response.status)
     endpoints = {
         key: _endpoint(authority, body, key, response.status)
@@ -404,12 +441,14 @@ def _endpoint(authority: Authority, body: dict[str, Any], key: str, status: int)
     except ValueError:
         raise _invalid_metadata(authority, f"{key} is not a URL", status) from None
     if not hostname or "@" in parts.netloc or parts.fragment:
-        raise _invalid_metadata(authority, f"{key} {value!r} is not a valid URL", status)
+        raise _invalid_metadata(authority, f"{key} is not a valid URL", status)
     if parts.scheme == "https" or (
         parts.scheme == "http" and authority.is_loopback and _is_loopback_host(hostname)
     ):
         return value
-    raise _invalid_metadata(authority, f"{key} {value!r} does not use https", status)
+    raise _invalid_metadata(
+        authority, f"{key} uses the scheme {parts.scheme[:20]!r}, not https", status
+    )
 
 
 def _derived_device_endpoint(token_endpoint: str) -> str | None:

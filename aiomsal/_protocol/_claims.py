@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import MsalConfigurationError
+from ._json import JsonRejected, decode_json
 
 __all__ = ["merge_claims"]
 
@@ -23,9 +24,11 @@ def merge_claims(claims_challenge: str | None, capabilities: Sequence[str]) -> s
     if capabilities:
         merged["access_token"] = {"xms_cc": {"values": list(capabilities)}}
     if claims_challenge:
+        if not isinstance(claims_challenge, str):
+            raise MsalConfigurationError("claims_challenge must be a JSON object in a str")
         try:
-            challenge = json.loads(claims_challenge)
-        except ValueError:
+            challenge = decode_json(claims_challenge)  # bounded: no RecursionError
+        except JsonRejected:
             raise MsalConfigurationError("claims_challenge must be a JSON object") from None
         if not isinstance(challenge, dict):
             raise MsalConfigurationError("claims_challenge must be a JSON object")

@@ -6,10 +6,11 @@ the passphrase.
 
 Signing makes the JWT client assertion of RFC 7523. The signer is pure CPU
 work and never reads the time itself: the caller passes ``now`` from the
-application's clock. A signed assertion is reused for the same client and
-token endpoint until fewer than :data:`REUSE_MARGIN` seconds of its life
-remain, so that a busy service signs about once every eight minutes instead
-of once per token request.
+application's clock. For Entra, a signed assertion is reused for the same
+client and token endpoint until fewer than :data:`REUSE_MARGIN` seconds of its
+life remain, so that a busy service signs about once every eight minutes
+instead of once per token request; for authorities that enforce RFC 7523's
+one-use ``jti`` the caller asks for a new one each time (``reuse=False``).
 """
 
 from __future__ import annotations
@@ -169,11 +170,15 @@ class AssertionSigner:
         """The JOSE header of every assertion this signer makes (a copy)."""
         return dict(self._headers)
 
-    def assertion(self, *, client_id: str, audience: str, now: float) -> str:
-        """Return a signed assertion valid at ``now``, reusing a fresh-enough one."""
+    def assertion(self, *, client_id: str, audience: str, now: float, reuse: bool = True) -> str:
+        """Return a signed assertion valid at ``now``.
+
+        With ``reuse`` a fresh-enough cached one is returned; without, a new one
+        (a new ``jti``) is signed every time and nothing is cached.
+        """
         cache_key = (client_id, audience)
         with self._lock:
-            cached = self._cache.get(cache_key)
+            cached = self._cache.get(cache_key) if reuse else None
             if cached is not None:
                 token, issued_at, expires_at = cached
                 # Reuse only while enough life remains, and never when the clock
@@ -192,6 +197,8 @@ class AssertionSigner:
                 "exp": expires_at,
             }
             token = jwt.encode(claims, self._key, algorithm=self._algorithm, headers=self._headers)
+            if not reuse:
+                return token
             self._cache.pop(cache_key, None)  # re-insert at the end: newest last
             self._cache[cache_key] = (token, issued_at, expires_at)
             while len(self._cache) > CACHE_SIZE:

@@ -59,7 +59,7 @@ class _FormCredential(Protocol):
     """What the grant builders need of a credential: the fields of a token request."""
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
     ) -> dict[str, str]: ...
 
 
@@ -80,7 +80,7 @@ class ClientSecret:
         return "ClientSecret(secret=<redacted>)"
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
     ) -> dict[str, str]:
         return {"client_secret": self.secret}
 
@@ -103,7 +103,9 @@ class ClientCertificate:
     Name/Issuer authentication requires.
 
     A signed assertion lives 10 minutes and is reused for the same client and
-    token endpoint until fewer than 2 minutes of its life remain.
+    token endpoint until fewer than 2 minutes of its life remain, for Entra
+    authorities; a generic OpenID Connect authority gets a fresh assertion
+    (a new ``jti``) with every token request, as RFC 7523 replay checks demand.
     """
 
     __slots__ = ("_algorithm", "_send_chain", "_signer", "_thumbprint_sha1", "_thumbprint_sha256")
@@ -250,9 +252,17 @@ class ClientCertificate:
         )
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
     ) -> dict[str, str]:
-        assertion = self._signer.assertion(client_id=client_id, audience=token_endpoint, now=now)
+        """The client assertion fields; ``reuse=False`` signs a new assertion (a new ``jti``).
+
+        Entra accepts one assertion for several requests, so it is reused there;
+        a generic OpenID Connect authority may enforce RFC 7523's one-use ``jti``
+        (Okta, Keycloak), so the application asks for a fresh one per request.
+        """
+        assertion = self._signer.assertion(
+            client_id=client_id, audience=token_endpoint, now=now, reuse=reuse
+        )
         return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
 
 
@@ -316,7 +326,7 @@ class ClientAssertion:
         return _clean_assertion(result)
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float
+        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
     ) -> dict[str, str]:
         return {"client_assertion_type": JWT_BEARER, "client_assertion": await self._fetch()}
 

@@ -9,13 +9,20 @@ tells the errors that mean "keep polling" from those that end the flow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._errors import MsalConfigurationError, MsalServiceError
-from ._error_response import decode_json_object, parse_error_response
+from ._error_response import (
+    decode_json_object,
+    invalid_response,
+    parse_error_response,
+    service_error_from_body,
+)
 from ._http import HttpRequest, HttpResponse
+from ._json import json_seconds
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -34,6 +41,8 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5.0
 #: Seconds added to the interval on each ``slow_down`` (RFC 8628 §3.5).
 SLOW_DOWN_STEP = 5.0
+#: The longest life of a device code accepted from an authority (Entra's is 15 minutes).
+MAX_DEVICE_CODE_SECONDS = 24 * 3600
 
 PollOutcome = Literal["pending", "slow_down"]
 
@@ -159,28 +168,37 @@ def parse_device_code_response(
     """The flow a device authorization answer starts, or the error it carries.
 
     Accepts Entra's older ``verification_url`` for ``verification_uri`` and
-    numeric strings for the numbers; ``interval`` defaults to 5 seconds.
+    numeric strings for the numbers; ``interval`` defaults to 5 seconds. A
+    2xx answer with an ``error`` is that error; an ``expires_in`` that is not
+    a positive number of seconds up to a day is ``invalid_response``; an
+    ``interval`` that is not a positive number of seconds up to ``expires_in``
+    is taken as the default.
     """
     if not 200 <= response.status < 300:
         raise parse_error_response(response, now)
     body = decode_json_object(response)
     if body is None:
         raise _invalid(response, "is not a JSON object")
+    if body.get("error") is not None:
+        raise service_error_from_body(
+            body, response.status, correlation_id=response.headers.get("client-request-id")
+        )
     device_code = _optional_str(body, "device_code")
     user_code = _optional_str(body, "user_code")
     uri = _optional_str(body, "verification_uri") or _optional_str(body, "verification_url")
     if device_code is None or user_code is None or uri is None:
         raise _invalid(response, "lacks a device_code, user_code or verification_uri")
-    expires_in = _seconds(body.get("expires_in"))
-    if expires_in is None or expires_in <= 0:
-        raise _invalid(response, "lacks a positive expires_in")
-    interval = _seconds(body.get("interval"))
+    expires_in = json_seconds(body.get("expires_in"), maximum=MAX_DEVICE_CODE_SECONDS)
+    if expires_in is None:
+        raise _invalid(response, "lacks a positive expires_in of at most a day")
+    # A missing or unusable interval (zero, negative, longer than the code lives) is 5 s.
+    interval = json_seconds(body.get("interval"), maximum=expires_in)
     return DeviceFlow(
         user_code=user_code,
         verification_uri=uri,
         message=_optional_str(body, "message") or _default_message(uri, user_code),
         expires_at=now + expires_in,
-        interval=float(interval) if interval is not None and interval > 0 else DEFAULT_INTERVAL,
+        interval=float(interval) if interval is not None else DEFAULT_INTERVAL,
         scopes=scopes,
         device_code=device_code,
         claims=claims or None,
@@ -236,12 +254,7 @@ def _default_message(uri: str, user_code: str) -> str:
 
 
 def _invalid(response: HttpResponse, problem: str) -> MsalServiceError:
-    return MsalServiceError(
-        "invalid_response",
-        f"the device authorization response {problem}",
-        status=response.status,
-        correlation_id=response.headers.get("client-request-id"),
-    )
+    return invalid_response(response, f"the device authorization response {problem}")
 
 
 def _seconds(value: object) -> int | None:
@@ -257,8 +270,13 @@ def _seconds(value: object) -> int | None:
 
 
 def _number(value: object) -> float | None:
+    """A finite number as a float; None for anything else (NaN, infinities, 400 digits)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 

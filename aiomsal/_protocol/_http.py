@@ -7,10 +7,11 @@ sends one for the other. The aiohttp adapter is the only transport shipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from ._json import decode_json
 
 __all__ = ["HttpRequest", "HttpResponse", "Transport"]
 
@@ -51,8 +52,12 @@ class HttpResponse:
     replayed: bool = False
 
     def json(self) -> Any:
-        """Decode the body as JSON (raises ``ValueError`` when it is not)."""
-        return json.loads(self.body)
+        """Decode the body as bounded JSON (raises ``JsonRejected``, a ``ValueError``).
+
+        Every parser of an authority's answers decodes through the one bounded
+        decoder of :mod:`aiomsal._protocol._json`.
+        """
+        return decode_json(self.body)
 
 
 class Transport(Protocol):

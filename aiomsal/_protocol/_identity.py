@@ -6,13 +6,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import MsalServiceError, MsalSignInError
 from .._result import Account
+from ._json import JsonRejected, decode_json
 from ._pkce import nonce_claim
 
 __all__ = [
@@ -38,8 +39,11 @@ class ClientInfo:
 
 
 def parse_client_info(raw: str) -> ClientInfo:
-    """Decode a ``client_info`` value (base64url JSON, padding optional)."""
-    data = _decode_b64_json(raw)
+    """Decode a ``client_info`` value (base64url JSON, padding optional).
+
+    Anything else raises ``MsalServiceError("invalid_response")``.
+    """
+    data = _decode_b64_json(raw) if isinstance(raw, str) else None
     uid = None if data is None else data.get("uid")
     utid = None if data is None else data.get("utid")
     if not isinstance(uid, str) or not uid or not isinstance(utid, str) or not utid:
@@ -55,11 +59,19 @@ def decode_id_token(raw: str) -> dict[str, Any]:
     An ID token received over TLS directly from the token endpoint, as every
     ID token aiomsal reads is, may be trusted without checking its signature
     (OpenID Connect Core 1.0 §3.1.3.7, item 6): TLS authenticated the issuer.
+    A token that is not three segments with a bounded JSON object as payload,
+    or whose ``exp``, ``iat``, ``nbf`` or ``auth_time`` is present but not a
+    finite number, raises ``MsalServiceError("invalid_response")``.
     """
-    parts = raw.split(".")
+    parts = raw.split(".") if isinstance(raw, str) else []
     claims = _decode_b64_json(parts[1]) if len(parts) == 3 else None
     if claims is None:
         raise MsalServiceError("invalid_response", "the id_token is not a JWT with a JSON payload")
+    for name in ("exp", "iat", "nbf", "auth_time"):
+        if name in claims and _number(claims[name]) is None:
+            raise MsalServiceError(
+                "invalid_response", f"the id_token's {name} claim is not a finite number"
+            )
     return claims
 
 
@@ -186,8 +198,10 @@ def _claim(claims: Mapping[str, Any] | None, *names: str) -> str | None:
 
 
 def _number(value: object) -> float | None:
+    """A finite number claim as a float (JSON integers are bounded by the decoder)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -198,9 +212,11 @@ def _same(found: str, expected: str) -> bool:
 
 def _decode_b64_json(segment: str) -> dict[str, Any] | None:
     """Decode unpadded or padded base64url JSON into an object, or return None."""
+    if not segment.isascii():
+        return None
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        value = decode_json(raw)
+    except (binascii.Error, JsonRejected):
         return None
     return value if isinstance(value, dict) else None

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 from .._errors import MsalServiceError
 from ._authority import Authority
-from ._error_response import decode_json_object, service_error_from_body
+from ._error_response import decode_json_object, redirect_note, service_error_from_body
 from ._http import HttpRequest, HttpResponse
 
 __all__ = [
@@ -139,7 +139,7 @@ def parse_instance_discovery_response(
         raise MsalServiceError(
             "invalid_response",
             f"The instance discovery endpoint of {host!r} answered HTTP {response.status}"
-            " without a JSON object.",
+            f" without a JSON object{redirect_note(response)}.",
             status=response.status,
         )
     entries = body.get("metadata", [])
@@ -148,8 +148,23 @@ def parse_instance_discovery_response(
     for entry in entries:
         metadata = _metadata_entry(entry, host, response.status)
         if host in metadata.aliases:
-            return metadata
+            return _confined(metadata, host)
     return InstanceMetadata(host, host, frozenset({host}))
+
+
+def _confined(metadata: InstanceMetadata, host: str) -> InstanceMetadata:
+    """Keep only what a host outside the built-in clouds may say about itself.
+
+    The built-in clouds' alias groups are fixed, so a host that needed
+    discovery cannot be one of their aliases: an answer that names one (to
+    share the public cloud's cache entries, or to send requests there) loses
+    that alias, and a preferred host outside what is left falls back to
+    ``host`` itself.
+    """
+    aliases = frozenset(a for a in metadata.aliases if a not in KNOWN_AUTHORITY_HOSTS) | {host}
+    network = metadata.preferred_network if metadata.preferred_network in aliases else host
+    cache = metadata.preferred_cache if metadata.preferred_cache in aliases else host
+    return InstanceMetadata(network, cache, aliases)
 
 
 def _metadata_entry(entry: object, host: str, status: int) -> InstanceMetadata:

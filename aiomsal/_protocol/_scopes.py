@@ -1,8 +1,10 @@
-"""Scope rules of Microsoft Entra ID, as pure functions.
+"""Scope rules of Microsoft Entra ID and of generic OpenID Connect authorities, as pure functions.
 
 A request names the scopes of one resource. The reserved OpenID Connect
 scopes are added by aiomsal where a flow needs them and may not be passed in.
-Scopes are compared without regard to case, as Entra ID does.
+Entra ID compares scopes without regard to case; any other authority
+compares them exactly, as RFC 6749 section 3.3 says (``Admin`` and ``admin``
+are two scopes and two cache entries there).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ DEFAULT_SUFFIX = "/.default"
 GRAPH = "https://graph.microsoft.com"
 
 
-def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+def normalize_scopes(scopes: Iterable[str], *, case_sensitive: bool = False) -> tuple[str, ...]:
     """Check the shape of ``scopes`` and return them without duplicates, in order.
+
+    Duplicates are found without regard to case unless ``case_sensitive``.
 
     Raises :class:`MsalConfigurationError` for a bare string (a common slip:
     it would be read one character at a time), an empty list, a non-string,
@@ -52,7 +56,7 @@ def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
                 f"{scope!r} is a reserved scope: aiomsal adds openid, profile and "
                 "offline_access itself where a flow needs them; leave them out"
             )
-        seen.setdefault(scope.lower(), scope)
+        seen.setdefault(scope if case_sensitive else scope.lower(), scope)
     if not seen:
         raise MsalConfigurationError("at least one scope is required")
     return tuple(seen.values())
@@ -73,15 +77,18 @@ def resource_of(scope: str) -> str | None:
     return head
 
 
-def client_credentials_scopes(scopes: Iterable[str], *, entra: bool) -> tuple[str, ...]:
+def client_credentials_scopes(
+    scopes: Iterable[str], *, entra: bool, case_sensitive: bool = False
+) -> tuple[str, ...]:
     """Validate the scopes of a client-credentials request.
 
     Entra ID issues application tokens for exactly one resource, asked for as
     ``{resource}/.default``; anything else is refused here, before a request,
     with the fix in the message. Other OpenID Connect authorities accept any
-    non-reserved scopes.
+    non-reserved scopes; ``case_sensitive`` (generic OpenID Connect) keeps
+    scopes that differ in case apart.
     """
-    normalized = normalize_scopes(scopes)
+    normalized = normalize_scopes(scopes, case_sensitive=case_sensitive)
     if not entra:
         return normalized
     if len(normalized) != 1 or not normalized[0].endswith(DEFAULT_SUFFIX):
@@ -92,17 +99,26 @@ def client_credentials_scopes(scopes: Iterable[str], *, entra: bool) -> tuple[st
     return normalized
 
 
-def target_key(scopes: Iterable[str]) -> str:
-    """The cache target of a set of scopes: lower-cased, sorted, space-joined."""
+def target_key(scopes: Iterable[str], *, case_sensitive: bool = False) -> str:
+    """The cache target of a set of scopes: sorted, space-joined, lower-cased for Entra ID.
+
+    ``case_sensitive`` (generic OpenID Connect authorities) keeps their case.
+    """
+    if case_sensitive:
+        return " ".join(sorted(set(scopes)))
     return " ".join(sorted({scope.lower() for scope in scopes}))
 
 
-def canonical_scope(scope: str) -> str:
-    """The lower-cased full form of a scope: Graph's short scopes gain their resource.
+def canonical_scope(scope: str, *, case_sensitive: bool = False) -> str:
+    """The canonical form of a scope, as the cache compares it.
 
-    ``User.Read`` and ``https://graph.microsoft.com/User.Read`` are one scope
-    to Entra ID, and so to the cache.
+    For Entra ID, lower-cased and in full: ``User.Read`` and
+    ``https://graph.microsoft.com/User.Read`` are one scope to Entra ID, and
+    so to the cache. With ``case_sensitive`` (any other authority), the scope
+    itself.
     """
+    if case_sensitive:
+        return scope
     lowered = scope.lower()
     if "/" in lowered or lowered in OIDC_SCOPES:
         return lowered
@@ -118,8 +134,10 @@ class UserScopes:
     target: str
 
     @classmethod
-    def of(cls, scopes: tuple[str, ...]) -> UserScopes:
-        canonical = frozenset(canonical_scope(scope) for scope in scopes)
+    def of(cls, scopes: tuple[str, ...], *, case_sensitive: bool = False) -> UserScopes:
+        canonical = frozenset(
+            canonical_scope(scope, case_sensitive=case_sensitive) for scope in scopes
+        )
         return cls(scopes, canonical, " ".join(sorted(canonical)))
 
     @property
@@ -128,10 +146,16 @@ class UserScopes:
         return (*self.requested, "openid", "profile", "offline_access")
 
 
-def user_scopes(scopes: Iterable[str], *, entra: bool) -> UserScopes:
-    """Validate the scopes of a user flow (one resource per request on Entra ID)."""
-    normalized = normalize_scopes(scopes)
-    result = UserScopes.of(normalized)
+def user_scopes(
+    scopes: Iterable[str], *, entra: bool, case_sensitive: bool = False
+) -> UserScopes:
+    """Validate the scopes of a user flow (one resource per request on Entra ID).
+
+    With ``case_sensitive`` (generic OpenID Connect authorities), scopes keep
+    their case (RFC 6749 section 3.3).
+    """
+    normalized = normalize_scopes(scopes, case_sensitive=case_sensitive)
+    result = UserScopes.of(normalized, case_sensitive=case_sensitive)
     if entra:
         resources = {resource_of(scope) for scope in result.canonical if scope not in OIDC_SCOPES}
         if len(resources) > 1:

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 from aiomsal._protocol._http import HttpRequest, HttpResponse
 
-__all__ = ["ThrottleMemory", "parse_retry_after"]
+__all__ = ["MAX_RETRY_AFTER", "ThrottleMemory", "parse_retry_after"]
+
+#: The longest wait a ``Retry-After`` may ask for, in seconds (MSAL's cap).
+MAX_RETRY_AFTER = 3600.0
 
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
@@ -37,17 +40,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
     The value is either delta-seconds (``"30"``) or an HTTP-date
     (``"Wed, 21 Oct 2015 07:28:00 GMT"``), which is taken relative to ``now``
-    (epoch seconds); a date in the past gives ``0.0``. Returns ``None`` when
-    there is no value or it is neither form.
+    (epoch seconds); a date in the past gives ``0.0``. Either is capped at
+    :data:`MAX_RETRY_AFTER` (a year-9999 date asks for an hour, from the first
+    answer on). Returns ``None`` when there is no value or it is neither form.
     """
     if value is None:
         return None
     text = value.strip()
-    if not text:
+    if not text or len(text) > 100:
         return None
     if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
+        return min(seconds, MAX_RETRY_AFTER) if not math.isnan(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -58,8 +62,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     try:
         at = moment.timestamp()
     except (OverflowError, OSError, ValueError):
+        return MAX_RETRY_AFTER  # a date beyond what the platform can represent
+    if not math.isfinite(now):
         return None
-    return max(0.0, at - now)
+    return min(max(0.0, at - now), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,7 @@ class ThrottleMemory:
         self,
         *,
         default_retry_after: float = 5.0,
-        max_retry_after: float = 3600.0,
+        max_retry_after: float = MAX_RETRY_AFTER,
         max_entries: int = 4096,
     ) -> None:
         if not (math.isfinite(default_retry_after) and default_retry_after >= 0):

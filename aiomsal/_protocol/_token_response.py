@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._errors import MsalServiceError
-from ._error_response import decode_json_object, optional_str, parse_error_response
+from ._error_response import (
+    decode_json_object,
+    invalid_response,
+    parse_error_response,
+    service_error_from_body,
+)
 from ._http import HttpResponse
+from ._json import json_seconds
 
 __all__ = ["TokenResponse", "parse_token_response"]
 
@@ -32,51 +39,75 @@ def parse_token_response(response: HttpResponse, now: float = 0.0) -> TokenRespo
     """Return the token of a 2xx answer, or raise the error it carries.
 
     ``now`` (the application clock) reads an HTTP-date ``Retry-After``.
+    A 2xx answer with an ``error`` is the error it names (``invalid_grant``
+    gives :class:`~aiomsal.MsalUiRequiredError`). Anything else that is not a
+    well-formed token raises ``MsalServiceError("invalid_response")``: a body
+    that is not bounded JSON (:mod:`._json`), an empty or non-string
+    ``access_token``, an ``expires_in`` that is not a positive number of
+    seconds up to ten years, an ``ext_expires_in`` or ``refresh_in`` that is
+    present, not zero and malformed, a ``scope`` that is neither a string nor
+    a list of strings, and a non-string ``token_type``,
+    ``refresh_token``, ``id_token``, ``client_info`` or ``foci``.
     """
+    correlation_id = response.headers.get("client-request-id")
     if not 200 <= response.status < 300:
         raise parse_error_response(response, now)
     body = decode_json_object(response)
     if body is None:
-        raise MsalServiceError(
-            "invalid_response",
-            "the token endpoint answered with a body that is not a JSON object",
-            status=response.status,
-            correlation_id=response.headers.get("client-request-id"),
-        )
+        raise _invalid(response, "a body that is not a bounded JSON object")
+    if body.get("error") is not None:
+        raise service_error_from_body(body, response.status, correlation_id=correlation_id)
     token = body.get("access_token")
-    expires_in = _seconds(body.get("expires_in"))
-    if not isinstance(token, str) or not token or expires_in is None:
-        raise MsalServiceError(
-            "invalid_response",
-            "the token response lacks an access_token or a numeric expires_in",
-            status=response.status,
-            correlation_id=response.headers.get("client-request-id"),
-        )
-    scope = body.get("scope")
+    if not isinstance(token, str) or not token:
+        raise _invalid(response, "no access_token string")
+    expires_in = json_seconds(body.get("expires_in"))
+    if expires_in is None:
+        raise _invalid(response, "an expires_in that is not a positive number of seconds")
+    token_type = _string(body, "token_type", response)
     return TokenResponse(
         access_token=token,
-        token_type=str(body.get("token_type") or "Bearer"),
+        token_type=token_type or "Bearer",
         expires_in=expires_in,
-        ext_expires_in=_seconds(body.get("ext_expires_in")),
-        refresh_in=_seconds(body.get("refresh_in")),
-        scope=tuple(scope.split()) if isinstance(scope, str) and scope else None,
-        refresh_token=optional_str(body.get("refresh_token")),
-        id_token=optional_str(body.get("id_token")),
-        client_info=optional_str(body.get("client_info")),
-        foci=optional_str(body.get("foci")),
-        correlation_id=response.headers.get("client-request-id"),
+        ext_expires_in=_optional_seconds(body, "ext_expires_in", response),
+        refresh_in=_optional_seconds(body, "refresh_in", response),
+        scope=_scope(body, response),
+        refresh_token=_string(body, "refresh_token", response),
+        id_token=_string(body, "id_token", response),
+        client_info=_string(body, "client_info", response),
+        foci=_string(body, "foci", response),
+        correlation_id=correlation_id,
     )
 
 
-def _seconds(value: object) -> int | None:
-    """Entra sends numbers; ADFS and older endpoints send numeric strings."""
-    if isinstance(value, bool):
+def _string(body: dict[str, Any], name: str, response: HttpResponse) -> str | None:
+    """A string field: None when absent, null or empty; not a string is invalid."""
+    value = body.get(name)
+    if value is None or value == "":
         return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(float(value))
-        except ValueError:
-            return None
-    return None
+    if not isinstance(value, str):
+        raise _invalid(response, f"a {name} that is not a string")
+    return value
+
+
+def _scope(body: dict[str, Any], response: HttpResponse) -> tuple[str, ...] | None:
+    """The granted scopes: a space-separated string (RFC 6749), or a list of strings."""
+    value = body.get("scope")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = " ".join(value)
+    scope = _string({"scope": value}, "scope", response)
+    return tuple(scope.split()) if scope else None
+
+
+def _optional_seconds(body: dict[str, Any], name: str, response: HttpResponse) -> int | None:
+    """An optional lifetime: None when absent, null or zero; otherwise malformed is invalid."""
+    value = body.get(name)
+    if value is None or (value in (0, "0") and not isinstance(value, bool)):
+        return None
+    seconds = json_seconds(value)
+    if seconds is None:
+        raise _invalid(response, f"a {name} that is not a positive number of seconds")
+    return seconds
+
+
+def _invalid(response: HttpResponse, problem: str) -> MsalServiceError:
+    return invalid_response(response, f"the token endpoint answered with {problem}")

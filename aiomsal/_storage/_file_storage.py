@@ -6,7 +6,15 @@ file, old or new. :meth:`FileCacheStorage.update` holds an exclusive
 :func:`fcntl.flock` on ``<path>.lock`` while it reads, merges and writes, so
 concurrent writers never lose each other's changes. :meth:`~FileCacheStorage.load`
 takes no lock: the atomic rename already guarantees it a complete file, and it
-never waits behind a writer. Every file operation runs in a worker thread.
+never waits behind a writer. Every file operation runs in a worker thread of
+the storage's own small pool, bounded by ``operation_timeout``: a file whose
+open blocks (a hung network home directory, a FIFO) fails the call in time
+instead of stalling its callers, and cannot starve other users of threads.
+
+What no retry can fix is a configuration error, raised as
+:class:`~aiomsal.MsalConfigurationError`: a file that cannot be decrypted with
+the key given (with ``on_corrupt="raise"``), a path that cannot be read or
+written for lack of permission, a directory or other non-file at the path.
 """
 
 from __future__ import annotations
@@ -14,14 +22,17 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from stat import S_ISREG
 from typing import Literal, TypeVar
 
 import anyio
@@ -31,7 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._cache._storage import Merge
 from .._concurrency._clock import Clock, SystemClock
-from .._errors import MsalConfigurationError, MsalError
+from .._errors import MsalConfigurationError, MsalError, MsalTransportError
 
 try:
     import fcntl
@@ -53,6 +64,14 @@ _VERSION = 1
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 #: Longest single wait for a lock inside one worker thread, so cancellation stays prompt.
 _POLL_SLICE = 0.1
+#: Worker threads one storage may occupy (a blocked file system holds them until it answers).
+_THREADS = 4
+#: OS errors that a retry cannot fix: the path is not a file this user can use.
+_CONFIG_ERRORS = (PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+class _NotAFile(OSError):
+    """Something other than a regular file (a directory, a FIFO, a device) is at the path."""
 
 
 class _CorruptFile(Exception):
@@ -97,7 +116,13 @@ class FileCacheStorage:
     ``"reset"``: log a warning, read it as empty, and let the next update replace it.
 
     ``lock_timeout``: seconds to wait for another process's lock before
-    :class:`~aiomsal.MsalError`. ``clock``: the time of expiries (default: the wall clock).
+    :class:`~aiomsal.MsalError`. ``operation_timeout``: seconds any one file
+    operation may take before :class:`~aiomsal.MsalTransportError`. ``clock``:
+    the time of expiries (default: the wall clock).
+
+    A configuration error (a file that cannot be decrypted, with
+    ``on_corrupt="raise"``; no permission; a directory or FIFO at the path)
+    raises :class:`~aiomsal.MsalConfigurationError`.
     """
 
     def __init__(
@@ -108,6 +133,7 @@ class FileCacheStorage:
         key_env_var: str | None = "AIOMSAL_CACHE_KEY",
         on_corrupt: Literal["raise", "reset"] = "raise",
         lock_timeout: float = 10.0,
+        operation_timeout: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
         if not _HAVE_FLOCK:  # pragma: no cover - Windows
@@ -119,6 +145,10 @@ class FileCacheStorage:
             raise MsalConfigurationError("on_corrupt must be 'raise' or 'reset'")
         if not lock_timeout > 0:
             raise MsalConfigurationError("lock_timeout must be a positive number of seconds")
+        if not 0 < operation_timeout < float("inf"):
+            raise MsalConfigurationError("operation_timeout must be a positive number of seconds")
+        self._timeout = operation_timeout
+        self._threads = anyio.CapacityLimiter(_THREADS)
         self._path = os.path.abspath(os.fspath(path))
         self._dir = os.path.dirname(self._path)
         self._lock_path = self._path + ".lock"
@@ -161,6 +191,19 @@ class FileCacheStorage:
         if stored is None or self._expired(stored[1]):
             return None
         return stored[0]
+
+    async def partitions(self, prefix: str) -> list[str]:
+        """The names of the stored (unexpired) partitions that start with ``prefix``."""
+        self._check_open()
+        try:
+            parts = await self._io(self._read_sync)
+        except _CorruptFile as corrupt:
+            self._corrupt(corrupt, "treating it as empty")
+            return []
+        return [
+            name for name, (_, expires_at) in parts.items()
+            if name.startswith(prefix) and not self._expired(expires_at)
+        ]
 
     async def update(self, partition: str, merge: Merge, *, ttl: float | None = None) -> None:
         """Store ``merge(current)`` in ``partition`` (None deletes it), holding the file's lock.
@@ -220,9 +263,32 @@ class FileCacheStorage:
             raise MsalError(f"{self!r} is closed")
 
     async def _io(self, func: Callable[..., _T], *args: object) -> _T:
-        """Run a blocking file operation in a worker thread; an OSError becomes an MsalError."""
+        """Run a blocking file operation in a worker thread, bounded by the operation timeout.
+
+        A thread whose call blocks past the bound is abandoned (it holds one of
+        the storage's few threads until the file system answers). An OSError
+        becomes an :class:`MsalError`, or an :class:`MsalConfigurationError`
+        when no retry can fix it.
+        """
         try:
-            return await anyio.to_thread.run_sync(func, *args)
+            with anyio.fail_after(self._timeout):
+                return await anyio.to_thread.run_sync(
+                    func, *args, abandon_on_cancel=True, limiter=self._threads
+                )
+        except TimeoutError:
+            raise MsalTransportError(
+                f"token cache file {self._path!r}: no answer from the file system within "
+                f"{self._timeout:g}s"
+            ) from None
+        except _NotAFile as exc:
+            raise MsalConfigurationError(
+                f"token cache file {self._path!r}: {exc.strerror}"
+            ) from None
+        except _CONFIG_ERRORS as exc:
+            raise MsalConfigurationError(
+                f"token cache file {self._path!r}: {exc.strerror or type(exc).__name__}"
+                " (check the path and its permissions)"
+            ) from None
         except OSError as exc:
             raise MsalError(f"token cache file {self._path!r}: I/O failed: {exc}") from exc
 
@@ -232,7 +298,9 @@ class FileCacheStorage:
     def _corrupt(self, corrupt: _CorruptFile, consequence: str) -> None:
         message = f"the token cache file {self._path!r} {corrupt.reason}"
         if self._on_corrupt == "raise":
-            raise MsalError(message) from None
+            raise MsalConfigurationError(
+                f"{message} (on_corrupt='raise'; give the right key, or on_corrupt='reset')"
+            ) from None
         if corrupt.file_id is None or corrupt.file_id != self._warned:
             self._warned = corrupt.file_id
             _log.warning("%s; %s (on_corrupt='reset')", message, consequence)
@@ -267,11 +335,15 @@ class FileCacheStorage:
 
     def _read_sync(self) -> _Partitions:
         try:
-            with open(self._path, "rb") as file:
-                stat = os.fstat(file.fileno())
-                raw = file.read()
+            # Non-blocking, so that a FIFO at the path is refused instead of waited on.
+            fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return {}
+        with open(fd, "rb") as file:
+            stat = os.fstat(fd)
+            if not S_ISREG(stat.st_mode):
+                raise _NotAFile(0, "is not a regular file (a directory, FIFO or device)")
+            raw = file.read()
         file_id = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if not raw:
             return {}
@@ -314,7 +386,9 @@ class FileCacheStorage:
         for name, entry in doc["partitions"].items():
             try:
                 data, expires_at = entry["data"], entry["expires_at"]
-                if expires_at is not None and type(expires_at) not in (int, float):
+                if expires_at is not None and (
+                    type(expires_at) not in (int, float) or not math.isfinite(expires_at)
+                ):
                     raise TypeError
                 parts[name] = (base64.b64decode(data, validate=True), expires_at)
             except (TypeError, KeyError, ValueError):  # binascii.Error is a ValueError
@@ -365,7 +439,10 @@ class FileCacheStorage:
 
 
 def _open_lock_file(path: str) -> int:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    except FileExistsError:  # a file where a directory of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory") from None
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 

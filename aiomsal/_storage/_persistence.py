@@ -8,10 +8,19 @@ process among many asks the authority while the others wait for its result;
 then fetches, writes the partition back (merged with what other writers
 stored meanwhile) and releases the lock.
 
-Storage trouble never reaches a caller: every storage call is bounded in
-time, its failure is logged and counted, and the storage is left alone for
-a few seconds after a failure, while tokens keep flowing from L1 and the
-authority.
+Transient storage trouble never reaches a caller: every storage call is
+bounded in time, its failure is logged and counted, and the storage is left
+alone for a few seconds after a failure, while tokens keep flowing from L1
+and the authority. A configuration error of the storage (a wrong encryption
+key, an unreadable path) is no transient fault: it is raised, as
+:class:`~aiomsal.MsalConfigurationError`, to the caller. An entry of a
+partition that cannot be used is skipped and counted (``skipped_entries``).
+
+A lock taken is always released (also after a failed save, and when the call
+is cancelled), whatever state the storage is believed to be in. A process
+waiting for another's lock waits at most as long as the holder's token
+request may take (``request_timeout`` plus a save), in real time (not on the
+injected clock: it waits on another process), then asks the authority itself.
 """
 
 from __future__ import annotations
@@ -24,9 +33,10 @@ import anyio
 
 from .._cache._entries import AccessTokenKey
 from .._cache._partitions import partition_of
-from .._cache._storage import CacheStorage, DistributedLock
+from .._cache._storage import CacheStorage, DistributedLock, PartitionLister
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
+from .._errors import MsalConfigurationError
 from .._statistics import Counters
 
 __all__ = ["CachePersistence"]
@@ -44,8 +54,9 @@ class CachePersistence:
         counters: Counters,
         *,
         operation_timeout: float = 1.0,
-        lock_ttl: float = 30.0,
-        poll_interval: float = 0.02,
+        request_timeout: float = 10.0,
+        poll_interval: float = 0.01,
+        max_poll_interval: float = 0.1,
         backoff: float = 5.0,
     ) -> None:
         self._storage = storage
@@ -54,10 +65,14 @@ class CachePersistence:
         self._clock = clock
         self._counters = counters
         self._timeout = operation_timeout
-        self._lock_ttl = lock_ttl
+        #: How long a holder may take: its token request, then its save. Also the
+        #: lock's lifetime, so that a crashed holder's lock never outlives a live one's.
+        self._hold = request_timeout + 2 * operation_timeout
         self._poll = poll_interval
+        self._max_poll = max_poll_interval
         self._backoff = backoff
         self._down_until = 0.0
+        self._warned_skipped = False
 
     async def fetch_through(
         self,
@@ -91,11 +106,13 @@ class CachePersistence:
             return result
         finally:
             if token is not None and self._lock is not None:
-                # Even when cancelled (the application closing): release it now rather
-                # than make other processes wait for it to expire. Bounded by the timeout.
+                # Even when cancelled (the application closing) and after a failed save
+                # (whatever the storage is believed to be): release it now rather than
+                # make other processes wait for it. Bounded by the operation timeout.
                 with anyio.CancelScope(shield=True):
                     await self._call(
-                        "unlock", self._lock.unlock(_lock_name(partition, key), token)
+                        "unlock", self._lock.unlock(_lock_name(partition, key), token),
+                        always=True,
                     )
 
     async def load(self, partition: str) -> bool:
@@ -103,7 +120,41 @@ class CachePersistence:
         blob = await self._call("load", self._storage.load(partition))
         if not blob:
             return False
-        return self._cache.load_partition(blob, now=self._clock.time()) > 0
+        if not isinstance(blob, (bytes, bytearray)):
+            self._skipped(1)
+            return False
+        count = self._cache._load_partition(bytes(blob), now=self._clock.time())
+        if count.skipped:
+            self._skipped(count.skipped)
+        return count.taken > 0
+
+    async def check(self) -> None:
+        """Read the storage once, so that a configuration error surfaces now (``async with``)."""
+        await self._call("check", self._storage.load(_PROBE))
+
+    async def load_listed(self, prefix: str) -> int:
+        """Load every partition whose name starts with ``prefix``; how many held something.
+
+        Only storages that can list their partitions (``partitions(prefix)``)
+        take part; with others, nothing is loaded.
+        """
+        if not isinstance(self._storage, PartitionLister):
+            return 0
+        names = await self._call("list", self._storage.partitions(prefix))
+        loaded = 0
+        for name in sorted(names or ())[:MAX_LISTED]:
+            if isinstance(name, str) and name.startswith(prefix):
+                loaded += await self.load(name)
+        return loaded
+
+    def _skipped(self, count: int) -> None:
+        self._counters.skipped_entries += count
+        if not self._warned_skipped:
+            self._warned_skipped = True
+            _log.warning(
+                "token cache storage holds entries that cannot be used; they are skipped "
+                "(counted as skipped_entries)"
+            )
 
     async def save(self, partition: str) -> None:
         """Write a partition through to the storage, merged with what others stored."""
@@ -131,7 +182,7 @@ class CachePersistence:
         if self._lock is None:
             return None
         return await self._call(
-            "lock", self._lock.try_lock(_lock_name(partition, key), self._lock_ttl)
+            "lock", self._lock.try_lock(_lock_name(partition, key), self._hold)
         )
 
     async def _wait_for_holder(
@@ -145,13 +196,14 @@ class CachePersistence:
 
         Returns what it stored, or the lock once it is released (the holder
         finished without a usable result, or died and its lock expired), or
-        neither when the wait exceeds the lock's lifetime.
+        neither when the wait exceeds what the holder's request may take.
+        The wait is in real time: it waits on another process, not on token time.
         """
-        # A wait on another process, in real time: the injected clock governs token time only,
-        # and a test's VirtualClock that nobody advances must not hold this wait.
-        deadline = anyio.current_time() + self._lock_ttl
+        deadline = anyio.current_time() + self._hold
+        poll = self._poll
         while anyio.current_time() < deadline and self._available():
-            await anyio.sleep(self._poll)
+            await anyio.sleep(poll)
+            poll = min(self._max_poll, poll * 1.5)
             if not fresh:
                 found = await self._read(partition, lookup)
                 if found is not None:
@@ -169,15 +221,25 @@ class CachePersistence:
         expiry = self._cache.partition_expiry(partition)
         return None if expiry is None else max(1.0, expiry - self._clock.time())
 
-    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T | None:
-        """Run a storage operation, bounded in time; on failure log, count and return None."""
-        if not self._available():
+    async def _call(
+        self, operation: str, awaitable: Awaitable[T], *, always: bool = False
+    ) -> T | None:
+        """Run a storage operation, bounded in time; on failure log, count and return None.
+
+        While the storage is left alone after a failure, the operation is
+        skipped, unless ``always`` (releasing a lock). A configuration error
+        of the storage is raised (as :class:`MsalConfigurationError`).
+        """
+        if not always and not self._available():
             _close(awaitable)
             return None
         try:
             with anyio.fail_after(self._timeout):
                 return await awaitable
-        except Exception as exc:  # storage trouble must never reach a caller
+        except MsalConfigurationError:
+            self._counters.storage_errors += 1
+            raise
+        except Exception as exc:  # transient storage trouble must never reach a caller
             self._counters.storage_errors += 1
             self._down_until = self._clock.time() + self._backoff
             _log.warning(
@@ -185,6 +247,12 @@ class CachePersistence:
                 operation, type(exc).__name__, exc, self._backoff,
             )
             return None
+
+
+#: A partition name no token is ever stored under: what check() reads.
+_PROBE = "aiomsal/check"
+#: The most partitions get_accounts() loads from a storage listing.
+MAX_LISTED = 1000
 
 
 def _lock_name(partition: str, key: AccessTokenKey) -> str:

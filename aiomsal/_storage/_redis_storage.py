@@ -51,6 +51,9 @@ _MAX_ATTEMPTS = 10
 _BACKOFF_BASE = 0.002
 _BACKOFF_CAP = 0.05
 
+#: The most partition names one partitions() call returns.
+_MAX_LISTED = 10_000
+
 #: What a Redis call raises when the server is unreachable, slow or refuses.
 _FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -139,7 +142,9 @@ class RedisCacheStorage:
         then; None keeps it, and zero or less deletes it.
         """
         key = self._prefix + partition
-        async with self._operation("update"), self._partition_writer(key):
+        # The queue behind this process's other writers of the partition is no Redis
+        # operation: only the transactions count against the operation timeout.
+        async with self._partition_writer(key), self._operation("update"):
             for attempt in range(_MAX_ATTEMPTS):
                 if attempt:
                     ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
@@ -169,6 +174,20 @@ class RedisCacheStorage:
             else:
                 pipe.set(key, value, px=max(1, math.ceil(ttl * 1000)))
             await pipe.execute()
+
+    async def partitions(self, prefix: str) -> list[str]:
+        """The names of the stored partitions that start with ``prefix`` (``SCAN``, bounded)."""
+        pattern = _glob_escape((self._prefix + prefix).encode())
+        names: list[str] = []
+        async with self._operation("partitions"):
+            async for key in self._client.scan_iter(match=pattern + b"*", count=1000):
+                if isinstance(key, bytes) and key.startswith(self._prefix.encode()):
+                    name = key[len(self._prefix.encode()) :].decode("utf-8", "replace")
+                    if not name.startswith("lock:"):
+                        names.append(name)
+                if len(names) >= _MAX_LISTED:
+                    break
+        return names
 
     async def aclose(self) -> None:
         """Close the client this storage made from a URL (a given client stays open)."""
@@ -246,3 +265,10 @@ def _as_bytes(value: object) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     raise MsalTransportError(f"Redis returned a {type(value).__name__} where bytes were expected")
+
+
+def _glob_escape(pattern: bytes) -> bytes:
+    """``pattern`` with Redis glob characters escaped, to match itself only."""
+    for char in (b"\\", b"*", b"?", b"[", b"]"):
+        pattern = pattern.replace(char, b"\\" + char)
+    return pattern

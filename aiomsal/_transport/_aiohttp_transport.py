@@ -3,14 +3,15 @@
 This is the only module of aiomsal that uses aiohttp's client. It sends
 :class:`~aiomsal._protocol._http.HttpRequest` values and returns
 :class:`~aiomsal._protocol._http.HttpResponse` values; it never interprets an answer
-beyond deciding whether to retry it once and whether to remember it as a
-throttling answer. Status errors are for the response parsers to raise.
+beyond deciding whether to retry it once, whether to remember it as a
+throttling answer, and whether a GET's redirect stays in its origin (the only
+redirects followed). It reads at most ``MAX_BODY_BYTES + 1`` bytes of a body.
+Status errors are for the response parsers to raise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import logging
 import random
@@ -19,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
@@ -29,9 +30,11 @@ from aiomsal._concurrency._deadline import remaining
 from aiomsal._concurrency._loop_binding import LoopBinding, loop_has_ended
 from aiomsal._errors import MsalConfigurationError, MsalError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
+from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
 
-from ._attempts import TRACING, Attempt
+from ._attempts import Attempt
+from ._sessions import LIMIT_PER_HOST, discard, loop_of, new_session
 
 __all__ = ["AiohttpTransport"]
 
@@ -49,12 +52,10 @@ _VERSION = _package_version()
 
 _CORRELATION_HEADER = "client-request-id"
 
-#: Connections kept open per authority host.
-_LIMIT_PER_HOST = 100
-#: Connections kept open in all.
-_LIMIT = 200
-#: Seconds a DNS answer is reused.
-_DNS_CACHE_SECONDS = 300
+#: Redirects followed for one GET (each within the request's origin).
+_MAX_REDIRECTS = 3
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 #: Seconds of a call's deadline kept back from an attempt, so that the attempt's own,
 #: more telling timeout (a full pool, no answer) fires before the call's deadline.
@@ -253,7 +254,7 @@ class AiohttpTransport:
         if attempt.stuck_in_pool and isinstance(exc, asyncio.TimeoutError | TimeoutError):
             return (
                 f"not sent within {attempt.timeout:g}s: it waited for a pooled connection "
-                f"(the pool holds {_LIMIT_PER_HOST} per host: too many requests at once)"
+                f"(the pool holds {LIMIT_PER_HOST} per host: too many requests at once)"
             )
         cut = attempt.timeout < self._timeout_seconds
         if cut and isinstance(exc, asyncio.TimeoutError | TimeoutError):
@@ -270,10 +271,10 @@ class AiohttpTransport:
         self._closed = True
         session, self._session = self._session, None
         if self._owns_session and session is not None and not session.closed:
-            if _loop_of(session) in (None, asyncio.get_running_loop()):
+            if loop_of(session) in (None, asyncio.get_running_loop()):
                 await session.close()
             else:
-                await _discard(session)
+                await discard(session)
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -285,7 +286,7 @@ class AiohttpTransport:
 
     async def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
         session = self._session
-        loop = None if session is None or session.closed else _loop_of(session)
+        loop = None if session is None or session.closed else loop_of(session)
         if session is not None and loop is not None and loop is not asyncio.get_running_loop():
             if not self._owns_session or not loop_has_ended(loop):
                 raise MsalError(
@@ -294,24 +295,10 @@ class AiohttpTransport:
                 )
             # Ours, of an event loop that ended: drop it and open a new one on this loop.
             self._session = None
-            await _discard(session)
+            await discard(session)
             session = None
         if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=_LIMIT,
-                limit_per_host=_LIMIT_PER_HOST,
-                ttl_dns_cache=_DNS_CACHE_SECONDS,
-                use_dns_cache=True,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                raise_for_status=False,
-                # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
-                trust_env=True,
-                trace_configs=[TRACING],
-            )
-            self._session = session
+            session = self._session = new_session(self._timeout)
         elif session.closed:
             raise MsalTransportError(f"{method} {where} not sent: the session is closed")
         return session
@@ -322,7 +309,7 @@ class AiohttpTransport:
         if (
             self._owns_session
             and session is not None
-            and _loop_of(session) in (None, asyncio.get_running_loop())
+            and loop_of(session) in (None, asyncio.get_running_loop())
         ):
             self._session = None
             await session.close()
@@ -357,22 +344,37 @@ class AiohttpTransport:
         started = time.perf_counter()
         _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
         data = dict(request.form) if request.method == "POST" and request.form else None
-        # The `async with` releases the connection on every exit, cancellation included.
-        async with session.request(
-            request.method,
-            request.url,
-            headers=headers,
-            data=data,
-            ssl=self._ssl,
-            timeout=aiohttp.ClientTimeout(total=attempt.timeout),
-            trace_request_ctx=attempt,
-            # A redirect must not carry a form (secrets) to another place.
-            allow_redirects=request.method == "GET",
-        ) as raw:
-            attempt.sent()
-            body = await raw.read()
-            status = raw.status
-            response_headers = {name.lower(): value for name, value in raw.headers.items()}
+        url = request.url
+        for hops in range(_MAX_REDIRECTS + 1):
+            # No automatic redirects: a POST (a form of secrets) is never redirected, and a
+            # GET (metadata, discovery) follows a redirect only within its own origin, so
+            # no other origin (nor plain http) can name the endpoints a secret goes to.
+            # The `async with` releases the connection on every exit, cancellation included.
+            async with session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=data,
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=attempt.timeout),
+                trace_request_ctx=attempt,
+                allow_redirects=False,
+            ) as raw:
+                attempt.sent()
+                status = raw.status
+                target = (
+                    _same_origin_location(url, raw.headers.get("location"))
+                    if request.method == "GET"
+                    and status in _REDIRECT_STATUSES
+                    and hops < _MAX_REDIRECTS
+                    else None
+                )
+                if target is None:
+                    body = await _read_capped(raw)
+                    response_headers = {name.lower(): value for name, value in raw.headers.items()}
+                    break
+            _log.debug("%s %s -> %d, following it within the origin", request.method, where, status)
+            url = target
         _log.debug(
             "%s %s -> %d in %.1f ms client-request-id=%s",
             request.method,
@@ -384,20 +386,44 @@ class AiohttpTransport:
         return HttpResponse(status=status, headers=response_headers, body=body)
 
 
-async def _discard(session: aiohttp.ClientSession) -> None:
-    """Let go of a session of an event loop that ended, from another loop."""
-    loop = _loop_of(session)
-    if loop is not None and not loop.is_closed():
-        session.detach()  # a stopped loop's connections cannot be closed from another loop
-        return
-    with contextlib.suppress(Exception):  # closed with its loop: nothing left to wait for
-        await session.close()
+async def _read_capped(raw: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first ``MAX_BODY_BYTES + 1`` bytes: the parsers refuse a longer one.
+
+    Reading stops there (a decompressed body too), and the connection, with
+    its unread rest, is closed rather than reused.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await raw.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
-def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
-    """The event loop ``session`` was created on (aiohttp keeps it; None if it does not say)."""
-    loop = getattr(session, "_loop", None)
-    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+def _same_origin_location(url: str, location: str | None) -> str | None:
+    """The absolute target of a redirect when it stays in ``url``'s origin, else None.
+
+    The origin is the scheme, host and port: https never leads to http.
+    """
+    if not location:
+        return None
+    try:
+        target = urljoin(url, location)
+        here, there = urlsplit(url), urlsplit(target)
+        same = (
+            here.scheme == there.scheme
+            and (here.hostname or "") == (there.hostname or "")
+            and (here.port or _DEFAULT_PORTS.get(here.scheme))
+            == (there.port or _DEFAULT_PORTS.get(there.scheme))
+            and not there.username
+            and not there.password
+        )
+    except ValueError:
+        return None
+    return target if same else None
 
 
 def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:

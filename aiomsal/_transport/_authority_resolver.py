@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._cache._environment import canonical_environment
+from .._cache._environment import cache_environment
 from .._concurrency._singleflight import SingleFlight
 from .._concurrency._tasks import TaskRunner
 from .._errors import MsalError
@@ -36,7 +36,8 @@ class ResolvedAuthority:
 
     authority: Authority
     metadata: AuthorityMetadata
-    #: The cache environment: the host name, or its cloud's preferred alias.
+    #: The cache environment: the host name, or its cloud's preferred alias (Entra),
+    #: or the whole issuer URL (generic OpenID Connect; see ``cache_environment``).
     environment: str
     aliases: frozenset[str]
 
@@ -81,7 +82,7 @@ class AuthorityResolver:
         aliases = set(known_aliases(authority.host))
         if instance is not None:
             aliases |= instance.aliases
-        environment = canonical_environment(authority.host)
+        environment = cache_environment(authority)
         resolved = ResolvedAuthority(authority, metadata, environment, frozenset(aliases))
         self._resolved[authority.url] = resolved
         return resolved

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, get_args
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -26,14 +26,13 @@ from yarl import URL
 from .._concurrency._clock import Clock, SystemClock
 from ._certificates import TestCertificate, generate_certificate
 from ._fake_authorize import handle_authorize
+from ._fake_faults import Fault, FaultKind, canned_response, make_fault
 from ._fake_grants import RegisteredClient, TokenRequest, handle_token_request
 from ._fake_tokens import (
     GrantError,
     entra_error_body,
-    html_error_page,
     instance_discovery,
     openid_configuration,
-    retry_after_value,
     shared_signer,
     status_error,
 )
@@ -42,9 +41,6 @@ from ._fake_user_grants import device_authorization
 from ._fake_users import UserDirectory, tenant_guid
 
 __all__ = ["FakeAuthority", "FaultKind", "TokenRequestRecord"]
-
-#: What :meth:`FakeAuthority.fail_next` does to a token request.
-FaultKind = Literal["status", "hang", "malformed_json", "html", "drop"]
 
 _SHUTDOWN_TIMEOUT = 2.0
 _BACKLOG = 2048
@@ -67,13 +63,6 @@ class TokenRequestRecord:
     #: The ``client-request-id`` header, or None.
     correlation_id: str | None
     form: Mapping[str, str] = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _Fault:
-    kind: FaultKind
-    status: int
-    retry_after: float | None
 
 
 class FakeAuthority(UserFlows):
@@ -126,7 +115,7 @@ class FakeAuthority(UserFlows):
         self._port = port
         self._clients: dict[str, RegisteredClient] = {}
         self._directory = UserDirectory()
-        self._faults: collections.deque[_Fault] = collections.deque()
+        self._faults: collections.deque[Fault] = collections.deque()
         self._signer = shared_signer()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -299,6 +288,9 @@ class FakeAuthority(UserFlows):
         *,
         retry_after: float | None = None,
         fault: FaultKind = "status",
+        body: bytes | str | None = None,
+        content_type: str = "application/json",
+        patch: Mapping[str, Any] | None = None,
     ) -> None:
         """Make the next ``n`` token requests fail; calls queue up in order.
 
@@ -308,14 +300,17 @@ class FakeAuthority(UserFlows):
         200 with truncated JSON. ``"drop"``: close the connection without an
         answer. ``"hang"``: never answer (until the client gives up or the
         authority stops).
+
+        For hostile answers: ``"body"`` answers ``status`` (200 allowed) with
+        exactly ``body`` as ``content_type``; ``"patch"`` serves the grant as
+        usual and, when it succeeds, updates its JSON answer with ``patch``
+        (``json.dumps`` writes ``float("inf")`` as ``Infinity``), so a test can
+        send a real token with one bad field.
         """
-        if fault not in get_args(FaultKind):
-            raise ValueError(f"unknown fault {fault!r}")
         if n < 0:
             raise ValueError("n must not be negative")
-        if fault == "status" and status < 400:
-            raise ValueError("a 'status' fault needs an error status (400 or more)")
-        self._faults.extend([_Fault(fault, status, retry_after)] * n)
+        item = make_fault(fault, status, retry_after, body, content_type, patch)
+        self._faults.extend([item] * n)
 
     def clear_faults(self) -> None:
         """Forget the faults not yet served: the outage is over."""
@@ -390,7 +385,7 @@ class FakeAuthority(UserFlows):
         headers["x-ms-request-id"] = trace_id
         if correlation_id is not None:
             headers["client-request-id"] = correlation_id
-        if fault is not None:
+        if fault is not None and fault.kind != "patch":
             return await self._apply_fault(request, fault, headers, trace_id)
         token_request = TokenRequest(
             form=form,
@@ -409,6 +404,10 @@ class FakeAuthority(UserFlows):
             body = await handle_token_request(token_request)
         except GrantError as error:
             return self._error(request, error, headers, trace_id)
+        if fault is not None and fault.patch is not None:
+            body = {**body, **fault.patch}
+            text = json.dumps(body, separators=(",", ":"))
+            return web.Response(text=text, content_type="application/json", headers=headers)
         return _json_response(body, headers=headers)
 
     def _error(
@@ -459,23 +458,16 @@ class FakeAuthority(UserFlows):
         return _json_response(body, headers=headers)
 
     async def _apply_fault(
-        self, request: web.Request, fault: _Fault, headers: dict[str, str], trace_id: str
+        self, request: web.Request, fault: Fault, headers: dict[str, str], trace_id: str
     ) -> web.StreamResponse:
         if fault.kind == "hang":
             await self._stopping.wait()
             return self._drop(request)
         if fault.kind == "drop":
             return self._drop(request)
-        if fault.kind == "malformed_json":
-            text = '{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "acc'
-            return web.Response(text=text, content_type="application/json", headers=headers)
-        if fault.retry_after is not None:
-            headers["Retry-After"] = retry_after_value(fault.retry_after)
-        if fault.kind == "html":
-            page = html_error_page(fault.status)
-            return web.Response(
-                status=fault.status, text=page, content_type="text/html", headers=headers
-            )
+        canned = canned_response(fault, headers)
+        if canned is not None:
+            return canned
         error = GrantError(fault.status, *status_error(fault.status))
         return self._error(request, error, headers, trace_id)
 
