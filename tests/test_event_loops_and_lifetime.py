@@ -73,6 +73,16 @@ def test_two_asyncio_runs_share_a_module_level_app() -> None:
     assert len(fake.token_requests) == 4
 
 
+def end_like_a_test_runner(loop: asyncio.AbstractEventLoop) -> None:
+    """What asyncio.run(), anyio's and pytest's runners do: cancel what is left, then close."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 @pytest.mark.parametrize("close_each_loop", [True, False])
 def test_a_shared_app_across_per_test_event_loops(close_each_loop: bool) -> None:
     """A test suite with one loop per test and a shared application fixture."""
@@ -92,7 +102,7 @@ def test_a_shared_app_across_per_test_event_loops(close_each_loop: bool) -> None
 
             loop.run_until_complete(one_test())
             if close_each_loop:
-                loop.close()
+                end_like_a_test_runner(loop)
         final = asyncio.new_event_loop()
         final.run_until_complete(app.aclose())
         final.close()

@@ -227,8 +227,9 @@ def build_device_token_request(
         form["claims"] = flow.claims
     if client_auth:
         form.update(client_auth)
-    # A device code is spent once redeemed: a poll is resent only when it never left.
-    return HttpRequest("POST", token_endpoint, form=form, throttle=False, resendable=False)
+    # Resendable: until the user has signed in a poll changes nothing, and once the code
+    # is spent a resend can only fail as the lost answer's absence would anyway.
+    return HttpRequest("POST", token_endpoint, form=form, throttle=False)
 
 
 def classify_poll_error(error: MsalServiceError) -> PollOutcome | None:

@@ -32,7 +32,7 @@ class HttpRequest:
     throttle: bool = False
     #: Whether it may be sent again after it may have reached the server (False for
     #: grants that are spent once redeemed: an authorization code, a refresh token that
-    #: may rotate, a device code). Such a request is resent only when it never left.
+    #: may rotate). Such a request is resent only when it never left.
     resendable: bool = True
 
     def throttle_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
