@@ -73,6 +73,7 @@ class MsalServiceError(MsalError):
         trace_id: str | None = None,
         timestamp: str | None = None,
         claims: str | None = None,
+        error_uri: str | None = None,
     ) -> None:
         self.error = error
         self.error_description = error_description
@@ -83,6 +84,8 @@ class MsalServiceError(MsalError):
         self.trace_id = trace_id
         self.timestamp = timestamp
         self.claims = claims
+        #: A page about the error, when the authority named one.
+        self.error_uri = error_uri
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -131,6 +134,8 @@ class MsalThrottledError(MsalServiceError):
         error_codes: Sequence[int] = (),
         correlation_id: str | None = None,
         trace_id: str | None = None,
+        timestamp: str | None = None,
+        error_uri: str | None = None,
     ) -> None:
         #: Seconds to wait before the same request may be sent again.
         self.retry_after = retry_after
@@ -141,6 +146,8 @@ class MsalThrottledError(MsalServiceError):
             error_codes=error_codes,
             correlation_id=correlation_id,
             trace_id=trace_id,
+            timestamp=timestamp,
+            error_uri=error_uri,
         )
 
     def _message(self) -> str:

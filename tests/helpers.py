@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
+import requests
+import requests.adapters
 
 import aiomsal
 from aiomsal.testing import VirtualClock
@@ -58,6 +60,25 @@ def _runs_aiomsal_code(coro: object) -> bool:
     code = getattr(coro, "cr_code", None)
     filename = getattr(code, "co_filename", "")
     return bool(filename) and runs_package_code(filename)
+
+
+class NoUserRealm(requests.adapters.BaseAdapter):
+    """Answers MSAL's user realm discovery with 404 ("none here"), as hosts without it do.
+
+    MSAL asks ``https://{host}/common/userrealm/...`` before a password grant,
+    on the default port, where the fake (on a random port) is not listening.
+    """
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        response = requests.Response()
+        response.status_code = 404
+        response.url = request.url or ""
+        response.request = request
+        response._content = b"{}"
+        return response
+
+    def close(self) -> None:
+        pass
 
 
 async def drive(clock: VirtualClock, call: Awaitable[T]) -> T:

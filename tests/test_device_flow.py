@@ -84,6 +84,7 @@ def test_device_token_request_is_never_throttle_remembered() -> None:
         "grant_type": DEVICE_CODE_GRANT,
         "device_code": DEVICE_CODE,
         "client_id": "cid",
+        "client_info": "1",
     }
     assert DEVICE_CODE not in repr(request)
 

@@ -26,6 +26,7 @@ LAYERS = {
     "aiomsal.testing": 6,
     "aiomsal.integrations": 7,
     "aiomsal._cli": 7,
+    "aiomsal.msal": 7,
     "aiomsal": 8,
     "aiomsal.__main__": 9,
 }

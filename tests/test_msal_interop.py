@@ -16,7 +16,6 @@ import anyio.to_thread
 import msal
 import pytest
 import requests
-import requests.adapters
 
 from aiomsal import (
     ConfidentialClientApplication,
@@ -24,7 +23,7 @@ from aiomsal import (
     SerializableTokenCache,
 )
 from aiomsal.testing import FakeAuthority
-from tests.helpers import SECRET
+from tests.helpers import SECRET, NoUserRealm
 
 pytestmark = pytest.mark.anyio
 
@@ -48,25 +47,6 @@ async def fake() -> AsyncIterator[FakeAuthority]:
         authority.add_client(DESKTOP, redirect_uris=["http://localhost"])
         authority.add_user(ALICE, password=PASSWORD, tenant="contoso")
         yield authority
-
-
-class NoUserRealm(requests.adapters.BaseAdapter):
-    """Answers MSAL's user realm discovery with 404 ("none here"), as hosts without it do.
-
-    MSAL asks ``https://{host}/common/userrealm/...`` before a password grant,
-    on the default port, where the fake (on a random port) is not listening.
-    """
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        response = requests.Response()
-        response.status_code = 404
-        response.url = request.url or ""
-        response.request = request
-        response._content = b"{}"
-        return response
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

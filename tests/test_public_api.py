@@ -50,3 +50,16 @@ def test_every_error_is_an_msal_error() -> None:
 def test_the_testing_helpers_are_public() -> None:
     assert sorted(aiomsal.testing.__all__) == aiomsal.testing.__all__
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
+
+
+def test_the_msal_face_is_pinned() -> None:
+    import aiomsal.msal
+
+    assert aiomsal.msal.__all__ == [
+        "ConfidentialClientApplication",
+        "Prompt",
+        "PublicClientApplication",
+        "SerializableTokenCache",
+        "TokenCache",
+    ]
+    assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)

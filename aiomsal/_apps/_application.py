@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -23,6 +24,7 @@ from .._concurrency._tasks import TaskRunner
 from .._errors import MsalConfigurationError, MsalError
 from .._protocol._authority import Authority, parse_authority
 from .._protocol._http import HttpRequest
+from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
 from .._protocol._token_response import TokenResponse, parse_token_response
@@ -31,6 +33,7 @@ from .._statistics import CacheStatistics, Counters
 from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
+from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
 
 __all__ = ["ClientApplication"]
 
@@ -38,6 +41,8 @@ __all__ = ["ClientApplication"]
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
+#: Seconds a request to the authority may take (``timeout=None`` means this too).
+DEFAULT_TIMEOUT = 10.0
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
 T = TypeVar("T")
@@ -79,26 +84,44 @@ class ClientApplication:
     def __init__(
         self,
         client_id: str,
-        *,
         authority: str | None = None,
+        *,
         oidc_authority: str | None = None,
-        instance_discovery: bool = True,
+        instance_discovery: bool | None = True,
         http_session: aiohttp.ClientSession | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         verify: bool | str | ssl.SSLContext = True,
         clock: Clock | None = None,
         expiry_margin: float = 300.0,
         refresh_fraction: float = 0.75,
-        client_capabilities: Sequence[str] = (),
+        client_capabilities: Sequence[str] | None = (),
         token_cache: SerializableTokenCache | None = None,
         cache_storage: CacheStorage | None = None,
         max_cache_entries: int | None = None,
+        validate_authority: bool = True,
+        proxies: Mapping[str, str] | None = None,
+        trust_env: bool = True,
+        app_name: str | None = None,
+        app_version: str | None = None,
+        exclude_scopes: Sequence[str] | None = None,
+        client_claims: Mapping[str, Any] | None = None,
+        azure_region: str | bool | None = None,
+        http_cache: object = None,
+        enable_pii_log: bool | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise MsalConfigurationError("client_id must be a non-empty string")
-        if timeout <= 0:
-            raise MsalConfigurationError("timeout must be a positive number of seconds")
-        if isinstance(client_capabilities, str) or not all(
+        if timeout is None:  # MSAL's default; every wait here is bounded
+            timeout = DEFAULT_TIMEOUT
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
+            raise MsalConfigurationError("timeout must be a positive, finite number of seconds")
+        if client_capabilities is None:
+            client_capabilities = ()
+        if not isinstance(client_capabilities, (list, tuple, set, frozenset)) or not all(
             isinstance(c, str) and c for c in client_capabilities
         ):
             raise MsalConfigurationError("client_capabilities must be a list such as ['cp1']")
@@ -115,16 +138,34 @@ class ClientApplication:
         #: Seconds a call may take in all (discovery, metadata, token, retries).
         self._timeout = timeout
         self._runner = TaskRunner()
+        # http_cache and enable_pii_log are MSAL's, accepted and unused: aiomsal keeps
+        # its authority metadata for the application's life and logs no personal data.
+        del http_cache, enable_pii_log
+        self._exclude_scopes = check_exclude_scopes(exclude_scopes)
+        #: Extra claims of this client's assertions, as canonical JSON ("" for none).
+        self._client_claims = check_client_claims(client_claims)
+        if not (azure_region is None or isinstance(azure_region, (str, bool))):
+            raise MsalConfigurationError("azure_region must be a region name, True, False or None")
+        #: MSAL's azure_region; confidential clients choose their region from it.
+        self._azure_region = azure_region
         self._transport = AiohttpTransport(
             clock=self._clock,
             session=http_session,
             timeout=timeout,
             verify=verify,
             binding=self._runner.binding,
+            proxies=proxies,
+            trust_env=trust_env,
+            app_headers=app_headers(app_name, app_version),
         )
         self._runner.on_loop_end(self._transport.release_loop)
         self._resolver = AuthorityResolver(
-            self._transport, self._runner, instance_discovery=instance_discovery, timeout=timeout
+            self._transport,
+            self._runner,
+            # None is MSAL's default, and means on.
+            instance_discovery=instance_discovery is not False,
+            validate_authority=validate_authority,
+            timeout=timeout,
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(
             self._runner, timeout=timeout
@@ -224,6 +265,13 @@ class ClientApplication:
     async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run a call that may wait for the authority under the application's ``timeout``."""
         return await within(self._timeout, call)
+
+    def _sent_scopes(self, wanted: UserScopes) -> tuple[str, ...]:
+        """What a user-flow request asks for: ``wanted`` plus the reserved scopes not excluded."""
+        sent = wanted.with_reserved
+        if self._exclude_scopes:
+            sent = tuple(s for s in sent if s not in self._exclude_scopes)
+        return sent
 
     def _target_authority(self, tenant: str | None) -> Authority:
         return self.authority if tenant is None else self.authority.with_tenant(tenant)
@@ -409,8 +457,15 @@ class ClientApplication:
         *,
         source: TokenSource,
         correlation_id: str | None = None,
+        response: TokenResponse | None = None,
     ) -> AuthenticationResult:
+        """The result of ``token``; with ``response``, also what the authority's answer said."""
         entry, identity = token.entry, token.identity
+        id_token = identity.id_token if identity else None
+        id_token_claims = identity.id_token_claims if identity else None
+        if id_token is None and response is not None and response.id_token:
+            # Not cached (on-behalf-of keeps none), but the answer had one: show it once.
+            id_token, id_token_claims = response.id_token, decode_id_token(response.id_token)
         return AuthenticationResult(
             access_token=entry.secret,
             token_type=entry.token_type,
@@ -419,8 +474,13 @@ class ClientApplication:
             scopes=entry.scopes,
             tenant_id=identity.tenant_id if identity else entry.key.realm or None,
             token_source=source,
-            id_token=identity.id_token if identity else None,
-            id_token_claims=identity.id_token_claims if identity else None,
+            id_token=id_token,
+            id_token_claims=id_token_claims,
             account=identity.account if identity else None,
             correlation_id=correlation_id,
+            expires_in=response.expires_in if response else None,
+            ext_expires_in=response.ext_expires_in if response else None,
+            refresh_token=response.refresh_token if response else None,
+            scope=" ".join(response.scope) if response and response.scope else None,
+            client_info=response.client_info if response else None,
         )

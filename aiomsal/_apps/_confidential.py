@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .._cache._entries import AccessTokenKey
+from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
 from .._errors import MsalAssertionExpiredError, MsalConfigurationError, MsalUiRequiredError
 from .._protocol._assertion_lifetime import assertion_expiry, check_assertion_lifetime
@@ -15,8 +17,10 @@ from .._protocol._claims import merge_claims
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
 from .._protocol._grants._user_grants import build_obo_request
+from .._protocol._region import choose_region, regional_token_endpoint
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
+from .._transport._authority_resolver import ResolvedAuthority
 from ._application import MEMO_LIMIT, ClientApplication, RequestShape, scopes_once
 from ._device_code import DeviceCodeFlows
 from ._options import ApplicationOptions, with_application_options
@@ -34,7 +38,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
     or :class:`ClientAssertion`, or any form MSAL Python accepts (a secret
     string, a ``{"private_key": ..., "public_certificate": ...}`` dict, a
     ``{"private_key_pfx_path": ...}`` dict, a ``{"client_assertion": ...}``
-    dict). Keys are loaded here, once; a malformed credential raises
+    dict). ``authority`` is the third positional parameter, as in MSAL. Keys
+    are loaded here, once; a malformed credential raises
     :class:`MsalConfigurationError` before any request.
     """
 
@@ -43,10 +48,13 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         self,
         client_id: str,
         client_credential: ClientCredential | str | dict[str, object],
+        authority: str | None = None,
         **options: Unpack[ApplicationOptions],
     ) -> None:
-        super().__init__(client_id, **options)
+        super().__init__(client_id, authority, **options)
         self._credential = credential_from_msal(client_credential)
+        #: The region of client-credentials requests (MSAL's azure_region), or None.
+        self._region = choose_region(self._azure_region, os.environ, confidential=True)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
         self._app_keys: dict[tuple[object, str | None], AccessTokenKey] = {}
@@ -156,9 +164,10 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         token_endpoint = resolved.metadata.token_endpoint
         requested_at = self._clock.time()
         request = build_client_credentials_request(
-            token_endpoint,
+            self._regional(resolved, token_endpoint),
             client_id=self.client_id,
             scopes=scopes,
+            # The assertion's audience stays the global endpoint, as MSAL's does.
             client_auth=await self._client_auth(token_endpoint, requested_at),
             # The challenge with the client's capabilities (xms_cc), as every grant sends them.
             claims=merge_claims(claims, self.client_capabilities),
@@ -167,8 +176,30 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
         self._app_tokens.put(token)
         return self._result(
-            token, source="identity_provider", correlation_id=response.correlation_id
+            token,
+            source="identity_provider",
+            correlation_id=response.correlation_id,
+            response=response,
         )
+
+    def _regional(self, resolved: ResolvedAuthority, token_endpoint: str) -> str:
+        """Where a client-credentials request goes: the region's endpoint on Entra ID."""
+        if self._region is None or resolved.authority.kind != "aad":
+            return token_endpoint
+        return regional_token_endpoint(token_endpoint, self._region) or token_endpoint
+
+    async def remove_tokens_for_client(self) -> None:
+        """Forget this application's own tokens (client credentials), as MSAL's method does.
+
+        User and on-behalf-of tokens stay. With a cache storage, the
+        partitions of the tenants whose tokens were held are deleted there too.
+        """
+        keys = [t.entry.key for t in self._app_tokens if t.entry.key.client_id == self.client_id]
+        for key in keys:
+            self._app_tokens.remove(key)
+        if self._persistence is not None:
+            for partition in sorted({partition_of(key) for key in keys}):
+                await self._persistence.forget(partition)
 
     async def _client_auth(self, token_endpoint: str, now: float) -> dict[str, str]:
         # Entra accepts an assertion again; a generic OIDC authority may refuse a seen jti.
@@ -177,6 +208,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             token_endpoint=token_endpoint,
             now=now,
             reuse=self._is_entra(self.authority),
+            extra_claims=self._client_claims,
         )
 
     # -- on-behalf-of --------------------------------------------------------------------
@@ -321,7 +353,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
                 endpoint,
                 client_id=self.client_id,
                 user_assertion=assertion,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 claims=merged,
             ),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .._errors import MsalConfigurationError, MsalServiceError
 from .._protocol._claims import merge_claims
@@ -25,10 +26,18 @@ class DeviceCodeFlows(UserFlowApplication):
     """The user flows plus the device code flow, for devices and terminals without a browser."""
 
     async def initiate_device_flow(
-        self, scopes: Iterable[str], *, claims_challenge: str | None = None
+        self, scopes: Iterable[str] | None = None, *, claims_challenge: str | None = None
     ) -> DeviceFlow:
-        """Start a device-code sign-in; show ``flow.message`` to the user."""
+        """Start a device-code sign-in; show ``flow.message`` to the user.
+
+        ``scopes`` defaults to None, as in MSAL, but is required: without it
+        :class:`MsalConfigurationError` says so.
+        """
         self._check_open()
+        if scopes is None:
+            raise MsalConfigurationError(
+                "initiate_device_flow() needs scopes, such as ['User.Read']"
+            )
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         return await self._bounded(lambda: self._initiate_device_flow(wanted, claims_challenge))
 
@@ -44,7 +53,7 @@ class DeviceCodeFlows(UserFlowApplication):
         request = build_device_code_request(
             endpoint,
             client_id=self.client_id,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             claims=claims,
             client_auth=await self._client_auth(resolved.metadata.token_endpoint, now),
         )
@@ -53,15 +62,20 @@ class DeviceCodeFlows(UserFlowApplication):
             response, now=self._clock.time(), scopes=wanted.requested, claims=claims
         )
 
-    async def acquire_token_by_device_flow(self, flow: DeviceFlow) -> AuthenticationResult:
+    async def acquire_token_by_device_flow(
+        self, flow: DeviceFlow | Mapping[str, Any]
+    ) -> AuthenticationResult:
         """Poll until the user has signed in (or declined, or the code expired).
 
+        ``flow`` is a :class:`DeviceFlow` or its :meth:`~DeviceFlow.to_dict`.
         Polls at the server's interval (slower after ``slow_down``) on the
         application's clock (each poll bounded by ``timeout=``; the whole by
         the code's expiry). Cancel it with an anyio cancel scope: the polling
         runs in the calling task, so nothing is left behind.
         """
         self._check_open()
+        if not isinstance(flow, DeviceFlow):
+            flow = DeviceFlow.from_dict(flow)
         resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         wanted = user_scopes(flow.scopes, **self._scope_rules(self.authority))
         interval = flow.interval

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import ssl
-from collections.abc import Callable, Sequence
-from typing import TypedDict, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 
@@ -26,19 +26,28 @@ __all__ = ["ApplicationOptions", "with_application_options"]
 class ApplicationOptions(TypedDict, total=False):
     """The keyword options of every application (see :class:`ClientApplication`)."""
 
-    authority: str | None
     oidc_authority: str | None
-    instance_discovery: bool
+    instance_discovery: bool | None
     http_session: aiohttp.ClientSession | None
-    timeout: float
+    timeout: float | None
     verify: bool | str | ssl.SSLContext
     clock: Clock | None
     expiry_margin: float
     refresh_fraction: float
-    client_capabilities: Sequence[str]
+    client_capabilities: Sequence[str] | None
     token_cache: SerializableTokenCache | None
     cache_storage: CacheStorage | None
     max_cache_entries: int | None
+    validate_authority: bool
+    proxies: Mapping[str, str] | None
+    trust_env: bool
+    app_name: str | None
+    app_version: str | None
+    exclude_scopes: Sequence[str] | None
+    client_claims: Mapping[str, Any] | None
+    azure_region: str | bool | None
+    http_cache: object
+    enable_pii_log: bool | None
 
 
 _F = TypeVar("_F", bound=Callable[..., None])

@@ -14,6 +14,8 @@ from ._device_code import DeviceCodeFlows
 
 __all__ = ["PublicClientApplication"]
 
+#: Seconds an interactive sign-in waits for the user when no ``timeout`` is given.
+INTERACTIVE_TIMEOUT = 600.0
 #: Opens the sign-in URL for the user; may be sync or async.
 BrowserOpener = Callable[[str], "object | Awaitable[object]"]
 
@@ -35,8 +37,8 @@ class PublicClientApplication(DeviceCodeFlows):
         login_hint: str | None = None,
         domain_hint: str | None = None,
         claims_challenge: str | None = None,
-        timeout: float = 600.0,  # noqa: ASYNC109 - MSAL's name; bounds the wait for the user
-        port: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - MSAL's name; bounds the wait for the user
+        port: int | None = None,
         open_browser: BrowserOpener | None = None,
     ) -> AuthenticationResult:
         """Sign a user in with the system browser and a loopback redirect (PKCE, state, nonce).
@@ -45,9 +47,14 @@ class PublicClientApplication(DeviceCodeFlows):
         receives the redirect. ``open_browser`` is called with the sign-in URL
         (by default the system browser, opened in a worker thread). Raises
         :class:`MsalSignInError` when no answer comes within ``timeout``
-        seconds; cancel it with an anyio cancel scope.
+        seconds (600 when None: every wait is bounded); cancel it with an
+        anyio cancel scope.
         """
         self._check_open()
+        if timeout is None:
+            timeout = INTERACTIVE_TIMEOUT
+        if port is None:
+            port = 0
         async with LoopbackRedirectListener(port=port) as listener:
             flow = await self.initiate_auth_code_flow(
                 scopes,

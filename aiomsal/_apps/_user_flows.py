@@ -24,6 +24,7 @@ from .._protocol._auth_code import (
     code_from_auth_response,
     initiate_auth_code_flow,
 )
+from .._protocol._authority import parse_authority
 from .._protocol._claims import merge_claims
 from .._protocol._grants._user_grants import (
     build_auth_code_request,
@@ -40,7 +41,7 @@ from .._protocol._identity import (
 )
 from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
-from .._result import Account, AuthenticationResult
+from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
 from ._application import ClientApplication, scopes_once
 
@@ -72,9 +73,13 @@ class UserFlowApplication(ClientApplication):
             accounts = [a for a in accounts if (a.username or "").lower() == wanted]
         return accounts
 
-    async def remove_account(self, account: Account) -> None:
-        """Sign an account out of the cache: its access, refresh and ID tokens go with it."""
+    async def remove_account(self, account: Account | Mapping[str, Any]) -> None:
+        """Sign an account out of the cache: its access, refresh and ID tokens go with it.
+
+        ``account`` is an :class:`Account` or MSAL's account dict.
+        """
         self._check_open()
+        account = as_account(account)
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
         if self._persistence is not None:
@@ -89,7 +94,8 @@ class UserFlowApplication(ClientApplication):
     async def acquire_token_silent(
         self,
         scopes: Iterable[str],
-        account: Account | None,
+        account: Account | Mapping[str, Any] | None,
+        authority: str | None = None,
         *,
         claims_challenge: str | None = None,
         force_refresh: bool = False,
@@ -101,14 +107,23 @@ class UserFlowApplication(ClientApplication):
         :class:`MsalUiRequiredError` when only an interactive sign-in can help.
         A cached token whose scopes include the requested ones is a hit; new
         scopes (incremental consent) are asked for with the refresh token.
+        ``account`` is an :class:`Account` or MSAL's account dict.
+        ``authority`` holds MSAL's third positional place; only the
+        application's own authority is accepted there (use ``tenant=`` for
+        another tenant).
         """
         self._check_open()
-        if account is None:
+        if not account:
             return None
+        account = as_account(account)
+        if authority is not None and parse_authority(authority) != self.authority:
+            raise MsalConfigurationError(
+                "acquire_token_silent() uses the application's authority; "
+                "pass tenant= for another tenant"
+            )
         requested = scopes_once(scopes)  # a generator is read here, once
         shape = self._known_shape(requested, tenant)
-        if shape is not None and claims_challenge is None and not force_refresh:
-            # The hit path: dictionary lookups and a clock read, nothing that suspends.
+        if shape is not None and claims_challenge is None and not force_refresh:  # a hit?
             environment, realm, wanted = shape
             key = AccessTokenKey(
                 environment, self.client_id, realm, account.home_account_id, "", wanted.target
@@ -120,15 +135,10 @@ class UserFlowApplication(ClientApplication):
             lambda: self._silent(requested, account, claims_challenge, force_refresh, tenant)
         )
 
-    async def _silent(
-        self,
-        requested: object,
-        account: Account,
-        claims_challenge: str | None,
-        force_refresh: bool,
-        tenant: str | None,
+    async def _silent(  # past the hit path: the shape, the cache, the storage, a flight
+        self, requested: object, account: Account, claims_challenge: str | None,
+        force_refresh: bool, tenant: str | None,
     ) -> AuthenticationResult | None:
-        """Silent acquisition past the hit path: the shape, the cache, the storage, a flight."""
         environment, realm, wanted = await self._shape(requested, tenant)
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
@@ -186,7 +196,7 @@ class UserFlowApplication(ClientApplication):
             endpoint,
             client_id=self.client_id,
             refresh_token=refresh_token,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             client_auth=auth,
             claims=merged,
         )
@@ -218,7 +228,7 @@ class UserFlowApplication(ClientApplication):
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
             redirect_uri=redirect_uri,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             state=state,
             prompt=prompt,
             login_hint=login_hint,
@@ -251,17 +261,22 @@ class UserFlowApplication(ClientApplication):
     async def get_authorization_request_url(
         self,
         scopes: Iterable[str],
-        redirect_uri: str,
-        *,
+        login_hint: str | None = None,
         state: str | None = None,
+        redirect_uri: str | None = None,
+        *,
         nonce: str | None = None,
         code_challenge: str | None = None,
         prompt: str | None = None,
-        login_hint: str | None = None,
         domain_hint: str | None = None,
         claims_challenge: str | None = None,
     ) -> str:
-        """The sign-in URL, for applications that keep state and PKCE themselves."""
+        """The sign-in URL, for applications that keep state and PKCE themselves.
+
+        The positional order is MSAL's (``scopes, login_hint, state,
+        redirect_uri``); the rest is keyword-only. Without ``redirect_uri``
+        the authority uses the application's registered one.
+        """
         self._check_open()
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
         resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
@@ -269,7 +284,7 @@ class UserFlowApplication(ClientApplication):
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
             redirect_uri=redirect_uri,
-            scopes=wanted.with_reserved,
+            scopes=self._sent_scopes(wanted),
             state=state,
             nonce=nonce,
             code_challenge=code_challenge,
@@ -325,7 +340,7 @@ class UserFlowApplication(ClientApplication):
                 client_id=self.client_id,
                 code=code,
                 redirect_uri=redirect_uri,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 code_verifier=code_verifier,
                 claims=merged,
@@ -359,7 +374,7 @@ class UserFlowApplication(ClientApplication):
                 client_id=self.client_id,
                 username=username,
                 password=password,
-                scopes=wanted.with_reserved,
+                scopes=self._sent_scopes(wanted),
                 client_auth=auth,
                 claims=merged,
             ),
@@ -396,10 +411,9 @@ class UserFlowApplication(ClientApplication):
         """Send one user-grant request and store what it returns.
 
         ``write_through``: save to the cache storage now (a sign-in; silent and
-        on-behalf-of acquisitions save through their coalescing path instead).
-        Bounded by ``timeout=`` as a whole (inside a flight, by the flight's).
+        on-behalf-of acquisitions save through their coalescing path instead),
+        all of it within ``timeout=`` (inside a flight, the flight's deadline).
         """
-
         async def redeem() -> AuthenticationResult:
             found = resolved or await self._resolver.resolve(self._target_authority(tenant))
             endpoint = found.metadata.token_endpoint
@@ -420,7 +434,10 @@ class UserFlowApplication(ClientApplication):
             if write_through:
                 await self._write_through(token.entry.key)
             return self._result(
-                token, source="identity_provider", correlation_id=response.correlation_id
+                token,
+                source="identity_provider",
+                correlation_id=response.correlation_id,
+                response=response,
             )
 
         return await self._bounded(redeem)

@@ -42,6 +42,12 @@ class SerializableTokenCache:
         """Whether tokens changed since the last :meth:`serialize` or :meth:`deserialize`."""
         return self._version() != self._saved
 
+    @has_state_changed.setter
+    def has_state_changed(self, changed: bool) -> None:
+        """``False`` marks the cache as saved (an application saved it its own way);
+        ``True`` marks it as changed, so that the next save writes it."""
+        self._saved = (-1, -1) if changed else self._version()
+
     def _version(self) -> tuple[int, int]:
         return (self._app.version, self._users.version)
 

@@ -74,8 +74,9 @@ class AuthCodeFlow:
             "scope": list(self.scopes),
             "nonce": self.nonce,
             "code_verifier": self.code_verifier,
-            "claims_challenge": self.claims,
         }
+        if self.claims is not None:  # as in MSAL's dict: only when there is one
+            data["claims_challenge"] = self.claims
         if self.max_age is not None:
             data["max_age"] = self.max_age
         return data
@@ -113,7 +114,7 @@ def build_authorization_url(
     authorization_endpoint: str,
     *,
     client_id: str,
-    redirect_uri: str,
+    redirect_uri: str | None,
     scopes: Sequence[str],
     state: str | None = None,
     nonce: str | None = None,
@@ -151,9 +152,10 @@ def build_authorization_url(
     params: dict[str, str] = {
         "client_id": client_id,
         "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "scope": " ".join(scopes),
     }
+    if redirect_uri is not None:  # else the authority uses the registered one
+        params["redirect_uri"] = redirect_uri
+    params["scope"] = " ".join(scopes)
     optional = {
         "state": state,
         "nonce": nonce,

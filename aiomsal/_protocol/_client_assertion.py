@@ -16,6 +16,7 @@ one-use ``jti`` the caller asks for a new one each time (``reuse=False``).
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import uuid
 from collections.abc import Mapping
@@ -160,8 +161,8 @@ class AssertionSigner:
         self._key = key
         self._algorithm: Algorithm = algorithm
         self._headers = {"alg": algorithm, "typ": "JWT", **headers}
-        # (client_id, token_endpoint) -> (assertion, iat, exp); insertion-ordered.
-        self._cache: dict[tuple[str, str], tuple[str, int, int]] = {}
+        # (client_id, token_endpoint, extra claims) -> (assertion, iat, exp); insertion-ordered.
+        self._cache: dict[tuple[str, str, str], tuple[str, int, int]] = {}
         # A credential may be shared by applications running in several threads.
         self._lock = threading.Lock()
 
@@ -170,13 +171,23 @@ class AssertionSigner:
         """The JOSE header of every assertion this signer makes (a copy)."""
         return dict(self._headers)
 
-    def assertion(self, *, client_id: str, audience: str, now: float, reuse: bool = True) -> str:
+    def assertion(
+        self,
+        *,
+        client_id: str,
+        audience: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
+    ) -> str:
         """Return a signed assertion valid at ``now``.
 
         With ``reuse`` a fresh-enough cached one is returned; without, a new one
         (a new ``jti``) is signed every time and nothing is cached.
+        ``extra_claims`` is a JSON object of further claims (MSAL's
+        ``client_claims``); it cannot replace the claims set here.
         """
-        cache_key = (client_id, audience)
+        cache_key = (client_id, audience, extra_claims)
         with self._lock:
             cached = self._cache.get(cache_key) if reuse else None
             if cached is not None:
@@ -188,6 +199,7 @@ class AssertionSigner:
             issued_at = int(now)
             expires_at = issued_at + ASSERTION_LIFETIME
             claims = {
+                **(json.loads(extra_claims) if extra_claims else {}),
                 "aud": audience,
                 "iss": client_id,
                 "sub": client_id,

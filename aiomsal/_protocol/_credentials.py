@@ -56,10 +56,21 @@ AssertionSource: TypeAlias = "str | Callable[[], str] | Callable[[], Awaitable[s
 
 @runtime_checkable
 class _FormCredential(Protocol):
-    """What the grant builders need of a credential: the fields of a token request."""
+    """What the grant builders need of a credential: the fields of a token request.
+
+    ``extra_claims`` (a JSON object, MSAL's ``client_claims``) goes into an
+    assertion this credential signs; secrets and assertions made elsewhere
+    have no place for it.
+    """
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]: ...
 
 
@@ -80,7 +91,13 @@ class ClientSecret:
         return "ClientSecret(secret=<redacted>)"
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
         return {"client_secret": self.secret}
 
@@ -252,7 +269,13 @@ class ClientCertificate:
         )
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
         """The client assertion fields; ``reuse=False`` signs a new assertion (a new ``jti``).
 
@@ -261,7 +284,11 @@ class ClientCertificate:
         (Okta, Keycloak), so the application asks for a fresh one per request.
         """
         assertion = self._signer.assertion(
-            client_id=client_id, audience=token_endpoint, now=now, reuse=reuse
+            client_id=client_id,
+            audience=token_endpoint,
+            now=now,
+            reuse=reuse,
+            extra_claims=extra_claims,
         )
         return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
 
@@ -326,7 +353,13 @@ class ClientAssertion:
         return _clean_assertion(result)
 
     async def form_fields(
-        self, *, client_id: str, token_endpoint: str, now: float, reuse: bool = True
+        self,
+        *,
+        client_id: str,
+        token_endpoint: str,
+        now: float,
+        reuse: bool = True,
+        extra_claims: str = "",
     ) -> dict[str, str]:
         return {"client_assertion_type": JWT_BEARER, "client_assertion": await self._fetch()}
 

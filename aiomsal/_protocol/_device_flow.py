@@ -222,6 +222,8 @@ def build_device_token_request(
         "grant_type": DEVICE_CODE_GRANT,
         "device_code": flow.device_code,
         "client_id": client_id,
+        # As every user grant asks: the account's home ids (uid.utid).
+        "client_info": "1",
     }
     if flow.claims:
         form["claims"] = flow.claims

@@ -97,6 +97,7 @@ def service_error_from_body(
         trace_id=_text(body.get("trace_id")),
         timestamp=_text(body.get("timestamp")),
         claims=optional_str(body.get("claims")),
+        error_uri=optional_str(body.get("error_uri")),
     )
 
 
@@ -132,5 +133,7 @@ def parse_error_response(response: HttpResponse, now: float = 0.0) -> MsalServic
             error_codes=error.error_codes,
             correlation_id=error.correlation_id,
             trace_id=error.trace_id,
+            timestamp=error.timestamp,
+            error_uri=error.error_uri,
         )
     return error

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import ipaddress
 import logging
 import random
 import ssl
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
@@ -27,14 +29,14 @@ import anyio
 
 from aiomsal._concurrency._clock import Clock
 from aiomsal._concurrency._deadline import remaining
-from aiomsal._concurrency._loop_binding import LoopBinding, loop_has_ended
-from aiomsal._errors import MsalConfigurationError, MsalError, MsalTransportError
+from aiomsal._concurrency._loop_binding import LoopBinding
+from aiomsal._errors import MsalConfigurationError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
 from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
 
-from ._attempts import Attempt
-from ._sessions import LIMIT_PER_HOST, discard, loop_of, new_session
+from ._attempts import Attempt, describe
+from ._sessions import discard, loop_of, new_session, usable_here
 
 __all__ = ["AiohttpTransport"]
 
@@ -106,6 +108,9 @@ class AiohttpTransport:
         user_agent: str | None = None,
         binding: LoopBinding | None = None,
         network_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        proxies: Mapping[str, str] | None = None,
+        trust_env: bool = True,
+        app_headers: Mapping[str, str] | None = None,
     ) -> None:
         if not timeout > 0:
             raise MsalConfigurationError("timeout must be a positive number of seconds")
@@ -122,6 +127,10 @@ class AiohttpTransport:
         self._user_agent = user_agent
         self._binding = binding
         self._network_sleep = network_sleep
+        self._proxies = check_proxies(proxies)
+        # Read once: HTTP(S)_PROXY and NO_PROXY, as requests (which MSAL uses) reads them.
+        self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
+        self._app_headers = dict(app_headers or {})
         self._closed = False
 
     @property
@@ -181,7 +190,8 @@ class AiohttpTransport:
                 response = await once()
             except _FAILURES as exc:
                 failure = exc
-                if not self._may_resend(request, attempt):
+                # A spent grant is resent only when it never left (it cannot have reached).
+                if not request.resendable and attempt.reached:
                     raise self._failed(request, where, correlation_id, exc, attempt, 1) from exc
                 _log.debug(
                     "%s %s failed (%s), client-request-id=%s; retrying once",
@@ -228,19 +238,9 @@ class AiohttpTransport:
             if not attempt.left and not_sent is not None:
                 not_sent()
 
-    @staticmethod
-    def _may_resend(request: HttpRequest, attempt: Attempt) -> bool:  # after a failure
-        """Resend after a failure unless the request may have reached the server and is spent."""
-        return request.resendable or not attempt.reached
-
     def _failed(
-        self,
-        request: HttpRequest,
-        where: str,
-        correlation_id: str,
-        exc: BaseException,
-        attempt: Attempt,
-        attempts: int,
+        self, request: HttpRequest, where: str, correlation_id: str, exc: BaseException,
+        attempt: Attempt, attempts: int,
     ) -> MsalTransportError:
         tried = "after 2 attempts" if attempts == 2 else "(not retried)"
         if attempts == 1 and request.resendable:
@@ -251,18 +251,7 @@ class AiohttpTransport:
         )
 
     def _describe(self, exc: BaseException, attempt: Attempt) -> str:
-        if attempt.stuck_in_pool and isinstance(exc, asyncio.TimeoutError | TimeoutError):
-            return (
-                f"not sent within {attempt.timeout:g}s: it waited for a pooled connection "
-                f"(the pool holds {LIMIT_PER_HOST} per host: too many requests at once)"
-            )
-        cut = attempt.timeout < self._timeout_seconds
-        if cut and isinstance(exc, asyncio.TimeoutError | TimeoutError):
-            return (
-                f"no answer before the call's deadline ({attempt.timeout:.3g}s were left for "
-                f"this request; timeout={self._timeout_seconds:g}s bounds the whole call)"
-            )
-        return _describe(exc, attempt.timeout)
+        return describe(exc, attempt, self._timeout_seconds)
 
     async def aclose(self) -> None:
         """Close the session this transport created; a caller's session is left open."""
@@ -282,21 +271,35 @@ class AiohttpTransport:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to ``url`` goes through, or None.
+
+        ``proxies`` (requests' form: ``{"https": url, "http": url}``, or
+        ``"all"``) wins; else, with ``trust_env``, ``HTTPS_PROXY`` /
+        ``HTTP_PROXY`` unless ``NO_PROXY`` names the host. A link-local host
+        (IMDS, 169.254.169.254) is always reached directly: a proxy would
+        answer for another machine.
+        """
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:
+            return None
+        if is_link_local(host):
+            return None
+        chosen = self._proxies.get(parts.scheme) or self._proxies.get("all")
+        if chosen is not None or not self._env_proxies:
+            return chosen
+        if no_proxy_matches(host, parts.port, self._env_proxies.get("no", "")):
+            return None
+        return self._env_proxies.get(parts.scheme) or self._env_proxies.get("all")
+
     # -- internals ---------------------------------------------------------
 
     async def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
         session = self._session
-        loop = None if session is None or session.closed else loop_of(session)
-        if session is not None and loop is not None and loop is not asyncio.get_running_loop():
-            if not self._owns_session or not loop_has_ended(loop):
-                raise MsalError(
-                    "the HTTP session belongs to another event loop: an application works "
-                    "on one event loop at a time (pass an http_session created on this one)"
-                )
-            # Ours, of an event loop that ended: drop it and open a new one on this loop.
-            self._session = None
-            await discard(session)
-            session = None
+        if session is not None and not await usable_here(session, owned=self._owns_session):
+            session = self._session = None  # ours, of an event loop that ended: let go
         if session is None:
             session = self._session = new_session(self._timeout)
         elif session.closed:
@@ -324,6 +327,7 @@ class AiohttpTransport:
         }
         if self._user_agent:
             headers["user-agent"] = self._user_agent
+        headers.update(self._app_headers)
         headers.update(_lower_keys(request.headers))
         if not headers.get(_CORRELATION_HEADER):
             headers[_CORRELATION_HEADER] = str(uuid.uuid4())
@@ -358,6 +362,7 @@ class AiohttpTransport:
                 ssl=self._ssl,
                 timeout=aiohttp.ClientTimeout(total=attempt.timeout),
                 trace_request_ctx=attempt,
+                proxy=self.proxy_for(url),
                 allow_redirects=False,
             ) as raw:
                 attempt.sent()
@@ -384,6 +389,51 @@ class AiohttpTransport:
             correlation_id,
         )
         return HttpResponse(status=status, headers=response_headers, body=body)
+
+
+def check_proxies(proxies: object) -> dict[str, str]:
+    """requests' ``proxies`` dict (scheme -> proxy URL), checked; ``{}`` for None."""
+    if proxies is None:
+        return {}
+    if not isinstance(proxies, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in proxies.items()
+    ):
+        raise MsalConfigurationError(
+            "proxies must map a scheme to a proxy URL, as {'https': 'http://proxy:3128'}"
+        )
+    for value in proxies.values():
+        try:
+            scheme = urlsplit(value).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https"):
+            raise MsalConfigurationError("a proxy URL must start with http:// or https://")
+    return dict(proxies)
+
+
+def no_proxy_matches(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` (comma-separated hosts, ``.domain`` suffixes, ``*``) names the host."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def is_link_local(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 link-local address (where IMDS answers)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_link_local
+    except ValueError:
+        return False
 
 
 async def _read_capped(raw: aiohttp.ClientResponse) -> bytes:
@@ -467,26 +517,3 @@ def _redacted_url(url: str) -> str:
 
 def _is_retryable(response: HttpResponse) -> bool:
     return response.status >= 500 and "retry-after" not in response.headers
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    """Name the kind of failure without echoing URLs, headers or bodies."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "TLS certificate verification failed"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-        return "TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.strerror or type(exc.os_error).__name__
-        return f"cannot connect ({reason})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server disconnected"
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return f"no answer within {timeout:g}s (timeout)"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the response body was cut short"
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return f"connection error ({type(exc).__name__})"
-    if isinstance(exc, OSError):
-        reason = exc.strerror or type(exc).__name__
-        return f"connection error ({reason})"
-    return f"HTTP client error ({type(exc).__name__})"

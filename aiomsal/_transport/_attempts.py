@@ -8,11 +8,15 @@ judged by the kind of failure.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import aiohttp
 
-__all__ = ["TRACING", "Attempt"]
+__all__ = ["LIMIT_PER_HOST", "TRACING", "Attempt", "describe"]
+
+#: Connections kept open per authority host.
+LIMIT_PER_HOST = 100
 
 
 class Attempt:
@@ -79,3 +83,47 @@ def _tracing() -> aiohttp.TraceConfig:
 TRACING = _tracing()
 
 
+def describe(exc: BaseException, attempt: Attempt, configured: float) -> str:
+    """Why an attempt failed, without echoing URLs, headers or bodies.
+
+    A timeout says whether the request waited for a pooled connection and
+    never left, or whether the call's deadline (not the ``configured``
+    per-attempt timeout) cut it short.
+    """
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        if attempt.timeout <= 0:
+            return "not sent: the call's deadline had passed before it could be"
+        if attempt.stuck_in_pool:
+            return (
+                f"not sent within {attempt.timeout:g}s: it waited for a pooled connection "
+                f"(the pool holds {LIMIT_PER_HOST} per host: too many requests at once)"
+            )
+        if attempt.timeout < configured:
+            return (
+                f"no answer before the call's deadline ({attempt.timeout:.3g}s were left for "
+                f"this request; timeout={configured:g}s bounds the whole call)"
+            )
+    return _describe(exc, attempt.timeout)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """Name the kind of failure without echoing URLs, headers or bodies."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.strerror or type(exc.os_error).__name__
+        return f"cannot connect ({reason})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server disconnected"
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return f"no answer within {timeout:g}s (timeout)"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response body was cut short"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return f"connection error ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return f"connection error ({reason})"
+    return f"HTTP client error ({type(exc).__name__})"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .._cache._environment import cache_environment
 from .._concurrency._singleflight import SingleFlight
 from .._concurrency._tasks import TaskRunner
-from .._errors import MsalError
+from .._errors import MsalError, MsalServiceError
 from .._protocol._authority import (
     Authority,
     AuthorityMetadata,
@@ -49,10 +49,13 @@ class AuthorityResolver:
         runner: TaskRunner,
         *,
         instance_discovery: bool,
+        validate_authority: bool = True,
         timeout: float | None = None,
     ) -> None:
         self._transport = transport
         self._instance_discovery = instance_discovery
+        #: False (MSAL's validate_authority=False): a host Entra does not know is used as is.
+        self._validate_authority = validate_authority
         self._resolved: dict[str, ResolvedAuthority] = {}
         self._instances: dict[str, InstanceMetadata | None] = {}
         # ``timeout`` bounds each discovery flight as a whole (its callers have their own).
@@ -100,8 +103,16 @@ class AuthorityResolver:
             authority.host, lambda: self._discover(authority, request)
         )
 
-    async def _discover(self, authority: Authority, request: HttpRequest) -> InstanceMetadata:
+    async def _discover(
+        self, authority: Authority, request: HttpRequest
+    ) -> InstanceMetadata | None:
         response = await self._transport.send(request)
-        instance = parse_instance_discovery_response(authority, response)
+        instance: InstanceMetadata | None
+        try:
+            instance = parse_instance_discovery_response(authority, response)
+        except MsalServiceError as error:
+            if self._validate_authority or error.error != "invalid_instance":
+                raise
+            instance = None
         self._instances[authority.host] = instance
         return instance

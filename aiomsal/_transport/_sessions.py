@@ -7,12 +7,11 @@ import contextlib
 
 import aiohttp
 
-from ._attempts import TRACING
+from .._concurrency._loop_binding import loop_has_ended
+from .._errors import MsalError
+from ._attempts import LIMIT_PER_HOST, TRACING
 
-__all__ = ["LIMIT_PER_HOST", "discard", "loop_of", "new_session"]
-
-#: Connections kept open per authority host.
-LIMIT_PER_HOST = 100
+__all__ = ["discard", "loop_of", "new_session", "usable_here"]
 #: Connections kept open in all.
 _LIMIT = 200
 #: Seconds a DNS answer is reused.
@@ -31,10 +30,26 @@ def new_session(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
         connector=connector,
         timeout=timeout,
         raise_for_status=False,
-        # Like requests (which MSAL uses): honour HTTP(S)_PROXY / NO_PROXY.
-        trust_env=True,
+        # Proxies are chosen per request (AiohttpTransport.proxy_for), never for IMDS.
+        trust_env=False,
         trace_configs=[TRACING],
     )
+
+
+async def usable_here(session: aiohttp.ClientSession, *, owned: bool) -> bool:
+    """Whether ``session`` serves the running loop; False (after letting go of it) if it is
+    ours and of an event loop that ended; :class:`MsalError` if another loop still runs it,
+    or it is the caller's and of another loop."""
+    loop = None if session.closed else loop_of(session)
+    if loop is None or loop is asyncio.get_running_loop():
+        return True
+    if not owned or not loop_has_ended(loop):
+        raise MsalError(
+            "the HTTP session belongs to another event loop: an application works "
+            "on one event loop at a time (pass an http_session created on this one)"
+        )
+    await discard(session)
+    return False
 
 
 async def discard(session: aiohttp.ClientSession) -> None:
