@@ -11,16 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
 from ._apps._public import PublicClientApplication as PublicClientApplication
+from ._apps._token_validator import TokenValidator as TokenValidator
+from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
 from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
 from ._concurrency._clock import SystemClock as SystemClock
 from ._errors import MsalAssertionExpiredError as MsalAssertionExpiredError
+from ._errors import MsalClaimsChallengeError as MsalClaimsChallengeError
 from ._errors import MsalConfigurationError as MsalConfigurationError
 from ._errors import MsalError as MsalError
+from ._errors import MsalInsufficientScopeError as MsalInsufficientScopeError
+from ._errors import MsalInvalidTokenError as MsalInvalidTokenError
+from ._errors import MsalMissingTokenError as MsalMissingTokenError
 from ._errors import MsalServiceError as MsalServiceError
 from ._errors import MsalSignInError as MsalSignInError
+from ._errors import MsalSigningKeysUnavailableError as MsalSigningKeysUnavailableError
 from ._errors import MsalThrottledError as MsalThrottledError
+from ._errors import MsalTokenValidationError as MsalTokenValidationError
 from ._errors import MsalTransportError as MsalTransportError
 from ._errors import MsalUiRequiredError as MsalUiRequiredError
 from ._protocol._auth_code import AuthCodeFlow as AuthCodeFlow
@@ -28,6 +36,7 @@ from ._protocol._credentials import ClientAssertion as ClientAssertion
 from ._protocol._credentials import ClientCertificate as ClientCertificate
 from ._protocol._credentials import ClientSecret as ClientSecret
 from ._protocol._device_flow import DeviceFlow as DeviceFlow
+from ._protocol._token_validation import ValidatedToken as ValidatedToken
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
@@ -61,16 +70,25 @@ __all__ = [
     "DeviceFlow",
     "FileCacheStorage",
     "MsalAssertionExpiredError",
+    "MsalClaimsChallengeError",
     "MsalConfigurationError",
     "MsalError",
+    "MsalInsufficientScopeError",
+    "MsalInvalidTokenError",
+    "MsalMissingTokenError",
     "MsalServiceError",
     "MsalSignInError",
+    "MsalSigningKeysUnavailableError",
     "MsalThrottledError",
+    "MsalTokenValidationError",
     "MsalTransportError",
     "MsalUiRequiredError",
     "PublicClientApplication",
     "RedisCacheStorage",
     "SerializableTokenCache",
     "SystemClock",
+    "TokenValidator",
+    "TokenValidatorStatistics",
+    "ValidatedToken",
     "__version__",
 ]

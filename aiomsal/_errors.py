@@ -6,10 +6,16 @@
     ├── MsalConfigurationError (also a ValueError)
     ├── MsalTransportError
     ├── MsalSignInError
-    └── MsalServiceError
-        ├── MsalUiRequiredError
-        │   └── MsalAssertionExpiredError
-        └── MsalThrottledError
+    ├── MsalServiceError
+    │   ├── MsalUiRequiredError
+    │   │   └── MsalAssertionExpiredError
+    │   └── MsalThrottledError
+    └── MsalTokenValidationError   an incoming bearer token is refused (RFC 6750)
+        ├── MsalMissingTokenError        401, no error code
+        ├── MsalInvalidTokenError        401 invalid_token
+        ├── MsalClaimsChallengeError     401 insufficient_claims (Entra CAE)
+        ├── MsalInsufficientScopeError   403 insufficient_scope
+        └── MsalSigningKeysUnavailableError  503: no signing keys could be fetched
 
 No message of these exceptions ever contains a secret, an assertion or a token:
 they carry only what the authority said about the failure and the identifiers
@@ -22,11 +28,17 @@ from collections.abc import Sequence
 
 __all__ = [
     "MsalAssertionExpiredError",
+    "MsalClaimsChallengeError",
     "MsalConfigurationError",
     "MsalError",
+    "MsalInsufficientScopeError",
+    "MsalInvalidTokenError",
+    "MsalMissingTokenError",
     "MsalServiceError",
     "MsalSignInError",
+    "MsalSigningKeysUnavailableError",
     "MsalThrottledError",
+    "MsalTokenValidationError",
     "MsalTransportError",
     "MsalUiRequiredError",
 ]
@@ -159,3 +171,108 @@ def _rebuild(cls: type[MsalServiceError], state: dict[str, object]) -> MsalServi
     error.__dict__.update(state)
     Exception.__init__(error, error._message())
     return error
+
+
+# --- incoming bearer tokens (RFC 6750 section 3) ----------------------------------------------
+
+#: What RFC 6750 allows inside a quoted auth-param: printable ASCII without ``"`` and ``\``.
+_CHALLENGE_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def _quoted(value: str) -> str:
+    return "".join(c if c in _CHALLENGE_CHARS else "?" for c in value)
+
+
+class MsalTokenValidationError(MsalError):
+    """Raised when an incoming bearer token is refused; carries the HTTP answer to send.
+
+    ``status`` and :attr:`www_authenticate` follow RFC 6750 section 3. The
+    description names what failed, never the token.
+    """
+
+    status = 401
+    #: The RFC 6750 ``error`` code (None: the request carried no token).
+    error: str | None = None
+
+    def __init__(self, description: str, *, scope: str | None = None) -> None:
+        self.description = description
+        #: The scopes (space-separated) that would satisfy the request (403 only).
+        self.scope = scope
+        super().__init__(description)
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        """The auth-params of the ``Bearer`` challenge, in order."""
+        params: list[tuple[str, str]] = []
+        if self.error is not None:
+            params.append(("error", self.error))
+            params.append(("error_description", self.description))
+        if self.scope:
+            params.append(("scope", self.scope))
+        return params
+
+    @property
+    def www_authenticate(self) -> str | None:
+        """The ``WWW-Authenticate`` header value, or None for an answer that needs none."""
+        params = self.challenge_params()
+        if not params:
+            return "Bearer"
+        return "Bearer " + ", ".join(f'{name}="{_quoted(value)}"' for name, value in params)
+
+    def headers(self) -> dict[str, str]:
+        """The response headers of the HTTP answer."""
+        value = self.www_authenticate
+        return {} if value is None else {"WWW-Authenticate": value}
+
+
+class MsalMissingTokenError(MsalTokenValidationError):
+    """Raised when a request carries no bearer token: 401 with a bare ``Bearer`` challenge."""
+
+
+class MsalInvalidTokenError(MsalTokenValidationError):
+    """Raised when a bearer token is malformed, forged, expired or not meant for this API."""
+
+    error = "invalid_token"
+
+
+class MsalClaimsChallengeError(MsalTokenValidationError):
+    """Raised to ask a CAE-capable client for a token with more claims (Entra's challenge).
+
+    401 with ``authorization_uri``, ``error="insufficient_claims"`` and the
+    base64 ``claims`` request the client passes to its next acquisition.
+    """
+
+    error = "insufficient_claims"
+
+    def __init__(
+        self, description: str, *, claims: str, authorization_uri: str, realm: str = ""
+    ) -> None:
+        #: The claims request, base64-encoded as it goes into the header.
+        self.claims = claims
+        self.authorization_uri = authorization_uri
+        self.realm = realm
+        super().__init__(description)
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        return [
+            ("realm", self.realm),
+            ("authorization_uri", self.authorization_uri),
+            ("error", "insufficient_claims"),
+            ("claims", self.claims),
+        ]
+
+
+class MsalInsufficientScopeError(MsalTokenValidationError):
+    """Raised when a valid token lacks the scope or app role a handler requires: 403."""
+
+    status = 403
+    error = "insufficient_scope"
+
+
+class MsalSigningKeysUnavailableError(MsalTokenValidationError):
+    """Raised when no signing keys were ever obtained from the authority: 503, no challenge."""
+
+    status = 503
+
+    @property
+    def www_authenticate(self) -> str | None:
+        return None

@@ -295,7 +295,7 @@ class AiomsalLibrary(Library):
             token = app._new_token(key, response, requested_at=now, scopes=requested)
             app._app_tokens.put(token)
             if memo:
-                app._app_keys[(requested, None)] = key
+                app._remember_app_key(requested, None, key)
 
     async def aclose(self) -> None:
         await self.app.aclose()

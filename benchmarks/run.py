@@ -6,7 +6,8 @@
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
-a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of). Writes ``bench.json`` (every
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/validation, h/fanout (web
+APIs: incoming-token validation, token-attaching fan-out). Writes ``bench.json`` (every
 figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
 be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
@@ -31,10 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from ._report import evaluate_goals, markdown_table, plot
-from ._scenarios import SCENARIOS, Context, Settings
+from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
+from ._scenarios import Context, Settings
+from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 
 __all__ = ["main"]
 
+#: Every scenario: the token-cache ones, then the web API ones (g, h).
+SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")
@@ -134,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     wall = time.perf_counter()
     scenarios = asyncio.run(_run(names, settings))
-    goals = evaluate_goals(scenarios)
+    goals = evaluate_goals(scenarios) + web_goals(scenarios)
     table = markdown_table(scenarios, goals)
     report: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"),
@@ -153,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "obo_hit": f"median of {settings.hit_batches} batches per cell",
             "obo_memory": "one measurement per library (tracemalloc)",
             "bounded": "one run (tracemalloc at each checkpoint)",
+            **WEB_REPETITIONS,
         },
         "scenarios": scenarios,
         "goals": goals,

@@ -38,6 +38,14 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[RedisServer]:
+    """A redis-server shared by a module's tests (each keeps to its own key prefix)."""
+    require_redis_server()
+    with _start_redis_server() as server:
+        yield server
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of this test's private redis-server."""

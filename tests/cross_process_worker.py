@@ -1,10 +1,11 @@
 """A worker process for the cross-process coalescing test.
 
-Usage: python -m tests.cross_process_worker AUTHORITY REDIS_URL GO_FILE TASKS KEYS
+Usage: python -m tests.cross_process_worker AUTHORITY REDIS_URL GO_FILE TASKS KEYS [TIMEOUT]
 Connects, prints "ready", waits until GO_FILE exists (so all workers start
 together, cold), then runs
 TASKS concurrent acquire_token_for_client calls spread over KEYS scopes, and
-prints a JSON line with its statistics.
+prints a JSON line with its statistics. TIMEOUT: the storage's operation
+timeout (default 0.5 s, RedisCacheStorage's own).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ CLIENT = "cross-process-app"
 SECRET = "cross-process-secret"
 
 
-async def main(authority: str, redis_url: str, go_file: str, tasks: int, keys: int) -> None:
-    storage = RedisCacheStorage(redis_url)
+async def main(
+    authority: str, redis_url: str, go_file: str, tasks: int, keys: int, op_timeout: float
+) -> None:
+    storage = RedisCacheStorage(redis_url, operation_timeout=op_timeout)
     async with ConfidentialClientApplication(
         CLIENT, client_credential=SECRET, authority=authority, cache_storage=storage
     ) as app:
@@ -56,4 +59,5 @@ async def main(authority: str, redis_url: str, go_file: str, tasks: int, keys: i
 
 if __name__ == "__main__":
     authority, redis_url, go_file, tasks, keys = sys.argv[1:6]
-    asyncio.run(main(authority, redis_url, go_file, int(tasks), int(keys)))
+    timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 0.5
+    asyncio.run(main(authority, redis_url, go_file, int(tasks), int(keys), timeout))

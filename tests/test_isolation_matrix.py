@@ -15,7 +15,7 @@ must share.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +34,8 @@ from aiomsal import (
     SerializableTokenCache,
 )
 from aiomsal.testing import FakeAuthority
-from tests.conftest import require_redis_server
 from tests.oidc_front import OidcFront
 from tests.redis_server import RedisServer
-from tests.redis_server import redis_server as start_redis_server
 
 pytestmark = pytest.mark.anyio
 
@@ -62,13 +60,6 @@ class World:
     redis_url: str
     assertions: dict[str, str]
     accounts: dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def shared_redis() -> Iterator[RedisServer]:
-    require_redis_server()
-    with start_redis_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -39,6 +41,7 @@ __all__ = ["ClientApplication"]
 
 #: Authority kinds that follow Entra ID's scope rules.
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
+BEARER = "Bearer"
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
 #: Seconds a request to the authority may take (``timeout=None`` means this too).
@@ -62,12 +65,21 @@ def scopes_once(scopes: Iterable[str]) -> object:
         return scopes
 
 
-class RequestShape(NamedTuple):
-    """What a user-token call's cache key needs besides the account or assertion."""
+@dataclasses.dataclass(slots=True, eq=False)
+class RequestShape:
+    """What a user-token call's cache key needs besides the account or assertion.
+
+    One per (scopes, tenant) of the calls made, memoized: ``renew`` is the
+    background renewal of the on-behalf-of tokens of this shape
+    (``renew(token, assertion)``), made once, so that a token's schedule
+    holds no per-user tuple.
+    """
 
     environment: str
     realm: str
     wanted: UserScopes
+    tenant: str | None = None
+    renew: Refresh | None = None
 
 _App = TypeVar("_App", bound="ClientApplication")
 
@@ -281,8 +293,11 @@ class ClientApplication:
 
     @staticmethod
     def _realm(resolved: ResolvedAuthority) -> str:
-        """The cache realm: the tenant segment, as MSAL does ("" for a generic OIDC issuer)."""
-        return cache_realm(resolved.authority)
+        """The cache realm: the tenant segment, as MSAL does ("" for a generic OIDC issuer).
+
+        Interned: the keys of one tenant share one string instead of one each.
+        """
+        return sys.intern(cache_realm(resolved.authority))
 
     def _scope_rules(self, authority: Authority) -> dict[str, bool]:
         """How the scopes of ``authority`` compare: exactly off Entra ID (RFC 6749 section 3.3)."""
@@ -298,8 +313,10 @@ class ClientApplication:
     async def _shape(self, requested: object, tenant: str | None) -> RequestShape:
         """Validate a user-token call's scopes and resolve its authority, once per shape.
 
-        ``requested`` is what :func:`scopes_once` made of the caller's scopes.
+        ``requested`` is what :func:`scopes_once` made of the caller's scopes (or
+        the scopes themselves: they are read once here then).
         """
+        requested = scopes_once(requested)  # type: ignore[arg-type]
         shape = self._known_shape(requested, tenant)
         if shape is not None:
             return shape
@@ -307,7 +324,7 @@ class ClientApplication:
         authority = self._target_authority(tenant)
         wanted = user_scopes(requested, **self._scope_rules(authority))  # type: ignore[arg-type]
         resolved = await self._resolver.resolve(authority)
-        shape = RequestShape(resolved.environment, self._realm(resolved), wanted)
+        shape = RequestShape(resolved.environment, self._realm(resolved), wanted, tenant)
         self._check_open()  # closed meanwhile: leave no memo behind
         if len(self._shapes) >= MEMO_LIMIT:
             self._shapes.clear()
@@ -340,7 +357,7 @@ class ClientApplication:
         A newer token another process stored is taken from the storage instead.
         Returns whether it renewed the token (False: the token was gone).
         """
-        key = token.entry.key
+        key = token.key
         if current(key) is not token:
             return False
         await self._flights.run(
@@ -392,7 +409,11 @@ class ClientApplication:
         came free.
         """
         self._counters.requests_sent += 1
-        response = await self._transport.send(request, not_sent=self._uncount_sent)
+        transport = self._transport
+        if isinstance(transport, AiohttpTransport):
+            response = await transport.send(request, not_sent=self._uncount_sent)
+        else:  # a stand-in (tests) tells only what it answered
+            response = await transport.send(request)
         if response.replayed:  # answered from the throttling memory: nothing was sent
             self._uncount_sent()
         return parse_token_response(response, self._clock.time())
@@ -417,7 +438,8 @@ class ClientApplication:
             key=key,
             secret=response.access_token,
             scopes=scopes,
-            token_type=response.token_type,
+            # One string for the usual type, not one per token.
+            token_type=BEARER if response.token_type == BEARER else response.token_type,
             cached_at=cached_at,
             expires_on=expires_on,
             # The same int object when equal (the usual case): one less number per token.
@@ -436,20 +458,17 @@ class ClientApplication:
         )
 
     def _serve(self, token: CachedToken, refresh: Refresh, context: Any) -> AuthenticationResult:
-        """A cache hit: the prepared result; the first hit schedules the background refresh.
+        """A cache hit: the stored result; the first hit schedules the background refresh.
 
         ``refresh(token, context)`` renews the token; it is a method bound once per
         application, so a hit allocates nothing.
         """
         self._counters.hits += 1
         token.touched = True
-        result = token.result
-        if result is None:
-            result = token.result = self._result(token, source="cache")
         if not token.used:
             # False from another thread's event loop: the application's own calls schedule it.
             token.used = self._refresher.schedule(token, refresh, context)
-        return result
+        return token.result
 
     @staticmethod
     def _result(
@@ -459,28 +478,26 @@ class ClientApplication:
         correlation_id: str | None = None,
         response: TokenResponse | None = None,
     ) -> AuthenticationResult:
-        """The result of ``token``; with ``response``, also what the authority's answer said."""
-        entry, identity = token.entry, token.identity
-        id_token = identity.id_token if identity else None
-        id_token_claims = identity.id_token_claims if identity else None
-        if id_token is None and response is not None and response.id_token:
-            # Not cached (on-behalf-of keeps none), but the answer had one: show it once.
-            id_token, id_token_claims = response.id_token, decode_id_token(response.id_token)
-        return AuthenticationResult(
-            access_token=entry.secret,
-            token_type=entry.token_type,
-            expires_on=entry.expires_on,
-            refresh_on=entry.refresh_on,
-            scopes=entry.scopes,
-            tenant_id=identity.tenant_id if identity else entry.key.realm or None,
-            token_source=source,
-            id_token=id_token,
-            id_token_claims=id_token_claims,
-            account=identity.account if identity else None,
-            correlation_id=correlation_id,
-            expires_in=response.expires_in if response else None,
-            ext_expires_in=response.ext_expires_in if response else None,
-            refresh_token=response.refresh_token if response else None,
-            scope=" ".join(response.scope) if response and response.scope else None,
-            client_info=response.client_info if response else None,
+        """The token's result as a cache hit returns it (the one it keeps), or as a fetch does.
+
+        With ``response``, also what the authority's answer said (and an ID token
+        the cache does not keep: on-behalf-of keeps none, but the answer had one).
+        """
+        result = token.result
+        if source == "cache" and correlation_id is None and response is None:
+            return result
+        extra: dict[str, Any] = {}
+        if response is not None:
+            if result.id_token is None and response.id_token:
+                extra["id_token"] = response.id_token
+                extra["id_token_claims"] = decode_id_token(response.id_token)
+            extra.update(
+                expires_in=response.expires_in,
+                ext_expires_in=response.ext_expires_in,
+                refresh_token=response.refresh_token,
+                scope=" ".join(response.scope) if response.scope else None,
+                client_info=response.client_info,
+            )
+        return dataclasses.replace(
+            result, token_source=source, correlation_id=correlation_id, **extra
         )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._cache._entries import AccessTokenKey
 from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
+from .._concurrency._refresher import Refresh
 from .._errors import MsalAssertionExpiredError, MsalConfigurationError, MsalUiRequiredError
 from .._protocol._assertion_lifetime import assertion_expiry, check_assertion_lifetime
 from .._protocol._claims import merge_claims
@@ -23,6 +25,7 @@ from .._result import AuthenticationResult
 from .._transport._authority_resolver import ResolvedAuthority
 from ._application import MEMO_LIMIT, ClientApplication, RequestShape, scopes_once
 from ._device_code import DeviceCodeFlows
+from ._long_running_obo import LongRunningOnBehalfOf
 from ._options import ApplicationOptions, with_application_options
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ConfidentialClientApplication"]
 
 
-class ConfidentialClientApplication(DeviceCodeFlows):
+class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
     """A web API, web app or daemon that holds a secret, a certificate or an assertion.
 
     ``client_credential`` takes a :class:`ClientSecret`, :class:`ClientCertificate`
@@ -57,13 +60,16 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         self._region = choose_region(self._azure_region, os.environ, confidential=True)
         #: The application token cache (client credentials), apart from user tokens.
         self._app_tokens = self.token_cache._app
-        self._app_keys: dict[tuple[object, str | None], AccessTokenKey] = {}
+        #: The keys of earlier calls: by their one scope (the same string as the key's
+        #: target when it is lower-case) or their scopes, for the authority's tenant ...
+        self._app_keys: dict[str | tuple[str, ...], AccessTokenKey] = {}
+        #: ... and by (scopes, tenant) for calls with a tenant override.
+        self._tenant_app_keys: dict[tuple[tuple[str, ...], str], AccessTokenKey] = {}
         #: assertion hash -> its ``exp`` (None: unreadable), bounded like the cache.
         self._assertion_expiry: dict[str, float | None] = {}
         self._assertion_memo_limit = min(MEMO_LIMIT, options.get("max_cache_entries") or MEMO_LIMIT)
         # Bound once, so that scheduling a background refresh allocates no closure.
         self._refresh_client = self._refresh_client_token
-        self._refresh_obo = self._refresh_obo_token
 
     def _cached_tokens(self) -> int:
         return len(self._app_tokens) + len(self._users)
@@ -84,10 +90,13 @@ class ConfidentialClientApplication(DeviceCodeFlows):
         ``claims_challenge`` and ``force_refresh`` skip the cache. ``timeout=``
         (the application's) bounds the whole call, retries included.
         """
-        requested = scopes_once(scopes)  # a generator is read here, once
+        requested: Any = scopes_once(scopes)  # a generator is read here, once
         try:
-            key = self._app_keys[(requested, tenant)]
-        except (KeyError, TypeError):
+            if tenant is None:
+                key = self._app_keys[requested[0] if len(requested) == 1 else requested]
+            else:
+                key = self._tenant_app_keys[(requested, tenant)]
+        except (KeyError, TypeError, IndexError):
             pass
         else:
             # The hit path: dictionary lookups and a clock read, nothing that suspends.
@@ -102,6 +111,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
     def _forget_memos(self) -> None:
         super()._forget_memos()
         self._app_keys.clear()
+        self._tenant_app_keys.clear()
         self._assertion_expiry.clear()
 
     async def _acquire_for_client(
@@ -129,9 +139,7 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             user_assertion_hash="",
             target=target_key(normalized, case_sensitive=authority.kind == "oidc"),
         )
-        if len(self._app_keys) >= MEMO_LIMIT:
-            self._app_keys.clear()
-        self._app_keys[(requested, tenant)] = key
+        self._remember_app_key(tuple(requested), tenant, key)  # type: ignore[arg-type]
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
@@ -144,9 +152,22 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             fresh=claims is not None or force_refresh,
         )
 
+    def _remember_app_key(
+        self, requested: tuple[str, ...], tenant: str | None, key: AccessTokenKey
+    ) -> None:
+        """Remember the key a call's (scopes, tenant) maps to, so its next hit skips validation."""
+        if tenant is None:
+            memo: dict[Any, AccessTokenKey] = self._app_keys
+            memo_key: object = requested[0] if len(requested) == 1 else requested
+        else:
+            memo, memo_key = self._tenant_app_keys, (requested, tenant)
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[memo_key] = key
+
     async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> bool:
         """Renew an application token in the background (``tenant``: the call's override)."""
-        key, scopes = token.entry.key, token.entry.scopes
+        key, scopes = token.key, token.scopes
         return await self._refresh_in_background(
             token,
             self._app_tokens.get,
@@ -251,7 +272,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             if token is None or token.serve_until <= self._clock.time():
                 token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
+                renew = prefix.renew or self._obo_renewal(prefix)
+                return self._serve(token, renew, user_assertion)
         return await self._bounded(
             lambda: self._obo(
                 user_assertion, assertion_hash, requested, claims_challenge, force_refresh, tenant
@@ -301,7 +323,8 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             if token is None or token.serve_until <= self._clock.time():
                 token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_obo, (user_assertion, prefix, tenant))
+                renew = prefix.renew or self._obo_renewal(prefix)
+                return self._serve(token, renew, user_assertion)
         self._check_open()
         return await self._acquire_missing(
             key,
@@ -311,14 +334,18 @@ class ConfidentialClientApplication(DeviceCodeFlows):
             fresh=claims_challenge is not None or force_refresh,
         )
 
+    def _obo_renewal(self, prefix: RequestShape) -> Refresh:
+        """The background renewal of the on-behalf-of tokens of one shape, made once."""
+        renew = prefix.renew = functools.partial(self._refresh_obo_token, prefix)
+        return renew
+
     async def _refresh_obo_token(
-        self, token: CachedToken, context: tuple[str, RequestShape, str | None]
+        self, prefix: RequestShape, token: CachedToken, assertion: str
     ) -> bool:
         """Renew an on-behalf-of token in the background (its refresh token first)."""
-        assertion, prefix, tenant = context
         if self._assertion_expired(assertion):
             return False  # not on behalf of a user whose token has expired
-        key = token.entry.key
+        key, tenant = token.key, prefix.tenant
         return await self._refresh_in_background(
             token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
         )

@@ -43,7 +43,7 @@ from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import ClientApplication, scopes_once
+from ._application import ClientApplication, RequestShape, scopes_once
 
 __all__ = ["UserFlowApplication"]
 
@@ -124,13 +124,13 @@ class UserFlowApplication(ClientApplication):
         requested = scopes_once(scopes)  # a generator is read here, once
         shape = self._known_shape(requested, tenant)
         if shape is not None and claims_challenge is None and not force_refresh:  # a hit?
-            environment, realm, wanted = shape
             key = AccessTokenKey(
-                environment, self.client_id, realm, account.home_account_id, "", wanted.target
+                shape.environment, self.client_id, shape.realm, account.home_account_id, "",
+                shape.wanted.target,
             )
-            token = self._users.find(key, wanted.canonical, self._clock.time())
+            token = self._users.find(key, shape.wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_user_token, (wanted, tenant))
+                return self._serve(token, self._refresh_user_token, shape)
         return await self._bounded(
             lambda: self._silent(requested, account, claims_challenge, force_refresh, tenant)
         )
@@ -139,14 +139,15 @@ class UserFlowApplication(ClientApplication):
         self, requested: object, account: Account, claims_challenge: str | None,
         force_refresh: bool, tenant: str | None,
     ) -> AuthenticationResult | None:
-        environment, realm, wanted = await self._shape(requested, tenant)
+        shape = await self._shape(requested, tenant)
+        environment, realm, wanted = shape.environment, shape.realm, shape.wanted
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
         )
         if claims_challenge is None and not force_refresh:
             token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
-                return self._serve(token, self._refresh_user_token, (wanted, tenant))
+                return self._serve(token, self._refresh_user_token, shape)
         if self._users.refresh_token(key.partition) is None:
             # Another process of this application may have signed the account in.
             if self._persistence is None or not await self._persistence.load(
@@ -168,12 +169,9 @@ class UserFlowApplication(ClientApplication):
             fresh=claims_challenge is not None or force_refresh,
         )
 
-    async def _refresh_user_token(
-        self, token: CachedToken, context: tuple[UserScopes, str | None]
-    ) -> bool:
+    async def _refresh_user_token(self, token: CachedToken, shape: RequestShape) -> bool:
         """Renew a signed-in user's token in the background with the refresh token."""
-        wanted, tenant = context
-        key = token.entry.key
+        key, wanted, tenant = token.key, shape.wanted, shape.tenant
         return await self._refresh_in_background(
             token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
         )
@@ -432,7 +430,7 @@ class UserFlowApplication(ClientApplication):
                 assertion_hash=assertion_hash,
             )
             if write_through:
-                await self._write_through(token.entry.key)
+                await self._write_through(token.key)
             return self._result(
                 token,
                 source="identity_provider",
@@ -487,14 +485,15 @@ class UserFlowApplication(ClientApplication):
             scopes=granted_scopes(response.scope, wanted.requested),
             identity=identity,
         )
-        self._users.put(token)
+        partition = self._users.partition_of(key)
+        self._users.put(token, partition)
         if response.refresh_token:
             self._users.put_refresh_token(
                 RefreshTokenEntry(
-                    partition=key.partition,
+                    partition=partition,
                     secret=response.refresh_token,
                     target=key.target,
-                    last_modification_time=int(requested_at),
+                    last_modification_time=token.cached_at,
                     home_account_id=home,
                     family_id=response.foci,
                 )

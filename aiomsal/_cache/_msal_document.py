@@ -126,12 +126,12 @@ class _Writer:
 
     def access_token(self, token: CachedToken) -> None:
         key, fields = access_token_fields(token)
-        expires_on = token.entry.expires_on
+        expires_on = token.expires_on
         if self._expiry.get(key, -1) >= expires_on:
             return  # two lookup keys, one MSAL key: the later token wins
         self._expiry[key] = expires_on
-        self._put(ACCESS_TOKEN, key, fields, token.entry.secret)
-        lookup = token.entry.key
+        self._put(ACCESS_TOKEN, key, fields, token.secret)
+        lookup = token.key
         home = "" if lookup.user_assertion_hash else lookup.home_account_id
         self._seen(lookup.environment, lookup.client_id, home, None)
 
@@ -213,7 +213,7 @@ def partition_document(
 ) -> Document | None:
     """One partition's entries as an MSAL document; None when nothing in it can be used."""
     tokens, refresh, identity, environment, client_id = _partition_contents(app, users, name)
-    live = [token for token in tokens if token.entry.expires_on > now]
+    live = [token for token in tokens if token.expires_on > now]
     if not live and refresh is None:
         return None
     writer = _Writer(leftovers)
@@ -232,7 +232,7 @@ def partition_expiry(app: TokenStore, users: UserTokenStore, name: str) -> float
     tokens, refresh, _, _, _ = _partition_contents(app, users, name)
     if refresh is not None or not tokens:
         return None
-    return float(max(token.entry.expires_on for token in tokens))
+    return float(max(token.expires_on for token in tokens))
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -301,6 +301,9 @@ class _Loader:
             self.leftovers.fields[(section, key[0])] = (secret, extras)
 
     def load(self, document: Mapping[str, Any]) -> LoadCount:
+        self.skipped += sum(
+            name in SECTIONS and not isinstance(value, dict) for name, value in document.items()
+        )  # a section that is no object: kept as read (deserialize), but counted
         if self.keep:
             for name, value in document.items():
                 if name not in SECTIONS or not isinstance(value, dict):
@@ -427,7 +430,7 @@ class _Loader:
         lookup = entry.key
         user = bool(lookup.home_account_id or lookup.user_assertion_hash)
         existing = (self.users if user else self.app).get(lookup)
-        if existing is not None and existing.entry.expires_on >= entry.expires_on:
+        if existing is not None and existing.expires_on >= entry.expires_on:
             return
         identity = None
         if user:

@@ -131,7 +131,7 @@ def _at_key(fields: Fields) -> str:
 
 def access_token_fields(token: CachedToken) -> tuple[str, Fields]:
     """The key and fields of an access token."""
-    entry, key = token.entry, token.entry.key
+    entry, key = token.entry, token.key
     obo = key.user_assertion_hash
     home = key.home_account_id or (token.identity.home_account_id if token.identity else "")
     fields: Fields = {
@@ -342,12 +342,24 @@ def parse_access_token(fields: Mapping[str, Any], now: float) -> AccessTokenEntr
 
 
 def cached_token(entry: AccessTokenEntry, identity: Identity | None) -> CachedToken:
-    """A cache record for an entry read from a document, timed by the default policy."""
-    refresh_in = None if entry.refresh_on is None else entry.refresh_on - entry.cached_at
+    """A cache record for an entry read from a document, timed by the default policy.
+
+    An entry with a ``refresh_on`` (another process's, or an earlier run's,
+    planned refresh) is refreshed then or a little later, never earlier: in a
+    fleet sharing a storage, the process that fetched a token renews it first
+    and the others adopt the new token from the storage (one request per key
+    per lifetime for the fleet).
+    """
+    if entry.refresh_on is None or not entry.cached_at < entry.refresh_on < entry.expires_on:
+        refresh_at = _POLICY.refresh_at(entry.cached_at, entry.expires_on, None)
+    else:
+        refresh_at = _POLICY.adopted_refresh_at(
+            entry.cached_at, entry.expires_on, entry.refresh_on
+        )
     return CachedToken(
         entry,
         serve_until=_POLICY.serve_until(entry.cached_at, entry.expires_on),
-        refresh_at=_POLICY.refresh_at(entry.cached_at, entry.expires_on, refresh_in),
+        refresh_at=refresh_at,
         identity=identity,
     )
 

@@ -15,7 +15,7 @@ from .._result import Account
 from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._environment import is_issuer_environment
 from ._eviction import EvictionRing
-from ._store import CachedToken
+from ._store import CachedToken, release
 
 __all__ = ["UserTokenStore"]
 
@@ -28,7 +28,9 @@ class UserTokenStore:
         #: Bumped by every change, so a cache can tell whether it changed since it was saved.
         self.version = 0
         self._access: dict[AccessTokenKey, CachedToken] = {}
-        self._partitions: dict[PartitionKey, list[AccessTokenKey]] = {}
+        #: The keys of each partition: the key itself when it is the only one (the usual
+        #: case, one object less per user), else a tuple of them.
+        self._partitions: dict[PartitionKey, AccessTokenKey | tuple[AccessTokenKey, ...]] = {}
         self._refresh: dict[PartitionKey, RefreshTokenEntry] = {}
         self._accounts: dict[tuple[str, str], Identity] = {}
 
@@ -45,7 +47,7 @@ class UserTokenStore:
         token = self._access.get(key)
         if token is not None and token.serve_until > now:
             return token
-        for other in self._partitions.get(key.partition, ()):
+        for other in _keys(self._partitions.get(key.partition)):
             if other.realm != key.realm or other == key:
                 continue
             candidate = self._access[other]
@@ -53,18 +55,33 @@ class UserTokenStore:
                 return candidate
         return None
 
-    def put(self, token: CachedToken) -> None:
-        key = token.entry.key
+    def partition_of(self, key: AccessTokenKey) -> PartitionKey:
+        """The partition of ``key``: the object the cache holds for it already, if any.
+
+        Pass it to :meth:`put` and to the partition's refresh token entry, so that
+        they share one key object instead of one each.
+        """
+        partition = key.partition
+        held = self._refresh.get(partition)
+        return partition if held is None else held.partition
+
+    def put(self, token: CachedToken, partition: PartitionKey | None = None) -> None:
+        key = token.key
         if key not in self._access:
-            self._partitions.setdefault(key.partition, []).append(key)
+            partition = partition or key.partition
+            held = self._partitions.get(partition)
+            self._partitions[partition] = key if held is None else (*_keys(held), key)
+        replaced = self._access.get(key)
         self._access[key] = token
+        if replaced is not token:
+            release(replaced)
         self.version += 1
         self._ring.admit(
             token,
             size=self.__len__,
-            is_current=lambda t: self._access.get(t.entry.key) is t,
+            is_current=lambda t: self._access.get(t.key) is t,
             drop=self._evict,
-            now=token.entry.cached_at,
+            now=token.cached_at,
         )
 
     def set_limit(self, max_entries: int | None) -> None:
@@ -79,7 +96,7 @@ class UserTokenStore:
         users pass through; what leaves memory stays in a cache storage, if
         there is one. An unbounded cache keeps refresh tokens, as MSAL does.
         """
-        key = token.entry.key
+        key = token.key
         self.remove(key)
         if (expired and self._ring.limit is None) or key.partition in self._partitions:
             return
@@ -90,20 +107,23 @@ class UserTokenStore:
             self.version += 1
 
     def remove(self, key: AccessTokenKey) -> None:
-        if self._access.pop(key, None) is None:
+        if (token := self._access.pop(key, None)) is None:
             return
+        release(token)
         self.version += 1
-        keys = self._partitions[key.partition]
-        keys.remove(key)
-        if not keys:
-            del self._partitions[key.partition]
+        partition = key.partition
+        keys = tuple(k for k in _keys(self._partitions[partition]) if k != key)
+        if keys:
+            self._partitions[partition] = keys[0] if len(keys) == 1 else keys
+        else:
+            del self._partitions[partition]
 
     def tokens(self) -> Iterator[CachedToken]:
         return iter(list(self._access.values()))
 
     def partition_tokens(self, partition: PartitionKey) -> list[CachedToken]:
         """The access tokens of one user (or assertion) of one app, without a scan."""
-        return [self._access[key] for key in self._partitions.get(partition, ())]
+        return [self._access[key] for key in _keys(self._partitions.get(partition))]
 
     def refresh_tokens(self) -> list[RefreshTokenEntry]:
         return list(self._refresh.values())
@@ -113,6 +133,8 @@ class UserTokenStore:
         return [(environment, identity) for (_, environment), identity in self._accounts.items()]
 
     def clear(self) -> None:
+        for token in self._access.values():
+            release(token)
         self._access.clear()
         self._partitions.clear()
         self._refresh.clear()
@@ -184,12 +206,21 @@ class UserTokenStore:
             if self._accounts.pop((home_account_id, env), None) is not None:
                 self.version += 1
         for partition in [p for p in self._partitions if _owned(p, home_account_id, envs)]:
-            for key in list(self._partitions.get(partition, ())):
+            for key in _keys(self._partitions.get(partition)):
                 self.remove(key)
                 removed += 1
         for partition in [p for p in self._refresh if _owned(p, home_account_id, envs)]:
             self.remove_refresh_token(partition)
         return removed
+
+
+def _keys(
+    held: AccessTokenKey | tuple[AccessTokenKey, ...] | None,
+) -> tuple[AccessTokenKey, ...]:
+    """The keys of a partition as :attr:`UserTokenStore._partitions` holds them."""
+    if held is None:
+        return ()
+    return (held,) if type(held) is AccessTokenKey else held  # type: ignore[return-value]
 
 
 def _owned(partition: PartitionKey, home_account_id: str, environments: set[str]) -> bool:
@@ -201,5 +232,5 @@ def _owned(partition: PartitionKey, home_account_id: str, environments: set[str]
 
 
 def _scope_set(token: CachedToken) -> frozenset[str]:
-    exact = is_issuer_environment(token.entry.key.environment)
-    return frozenset(canonical_scope(scope, case_sensitive=exact) for scope in token.entry.scopes)
+    exact = is_issuer_environment(token.key.environment)
+    return frozenset(canonical_scope(scope, case_sensitive=exact) for scope in token.scopes)

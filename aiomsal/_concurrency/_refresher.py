@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import random
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,40 +25,8 @@ _log = logging.getLogger("aiomsal")
 #: that scheduling a token allocates no closure.
 Refresh = Callable[[CachedToken, Any], Awaitable[bool]]
 
-#: The schedule is rebuilt without its dead entries once they outnumber the live ones.
-_COMPACT_MIN = 64
-
-
-class _Scheduled(weakref.ref):  # type: ignore[type-arg]
-    """One entry of the schedule: a weak reference to the token, and when and how to renew it.
-
-    The schedule holds its tokens weakly, so a token the cache evicts, replaces
-    or drops leaves it at once: the entry's callback forgets the refresh and
-    its context (for on-behalf-of, the incoming assertion).
-    """
-
-    __slots__ = ("context", "due", "order", "refresh")
-
-    def __init__(
-        self,
-        token: CachedToken,
-        gone: Callable[[_Scheduled], None],
-        due: float,
-        order: int,
-        refresh: Refresh,
-        context: Any,
-    ) -> None:
-        # weakref.ref.__new__ took the token and the callback; the rest is this entry's.
-        self.due = due
-        self.order = order
-        self.refresh: Refresh | None = refresh
-        self.context = context
-
-    def __new__(cls, token: CachedToken, gone: Callable[[_Scheduled], None], *_: Any) -> Any:
-        return super().__new__(cls, token, gone)
-
-    def __lt__(self, other: _Scheduled) -> bool:
-        return (self.due, self.order) < (other.due, other.order)
+#: The schedule is swept of tokens that left the cache once it grew by a quarter.
+_SWEEP_MIN = 64
 
 
 class BackgroundRefresher:
@@ -73,10 +39,15 @@ class BackgroundRefresher:
     token. A failed refresh is logged, counted and retried with exponential
     backoff and jitter for as long as the old token may still be served.
 
-    The schedule never keeps a token alive: one that leaves the cache (evicted,
-    replaced, removed) leaves the schedule with its context, so memory stays
-    bounded by the cache's limit; :meth:`clear` (the application closing)
-    empties it. A refresh skipped because its token is gone is not counted.
+    The schedule holds the token records themselves (what to call is on the
+    record: ``renew`` and ``context``). A token that leaves the cache
+    (evicted, replaced, removed) is released by the cache at once
+    (:func:`aiomsal._cache._store.release`: its ``renew`` and ``context``, for
+    on-behalf-of the incoming assertion, are dropped); the schedule skips it
+    when its time comes and sweeps such records out whenever it has grown by a
+    quarter, so its size stays within the cache's limit however many users
+    pass through. :meth:`clear` (the application closing) empties it; a
+    refresh skipped because its token is gone is not counted.
     """
 
     def __init__(
@@ -93,30 +64,34 @@ class BackgroundRefresher:
         self._counters = counters
         self._first_retry = first_retry
         self._max_retry = max_retry
-        self._heap: list[_Scheduled] = []
-        self._dead = 0
-        self._order = itertools.count()
+        #: The scheduled tokens themselves, ordered by refresh time (the smallest handle:
+        #: one list slot per token; what to call is on the token).
+        self._heap: list[CachedToken] = []
+        self._sweep_at = _SWEEP_MIN
         self._running = False
         self._wake: anyio.Event | None = None
         self._sleep: anyio.CancelScope | None = None
         self._sleep_until = float("inf")
-        self._gone = self._forget  # bound once: the weak references' shared callback
         runner.binding.on_move(self._move)
 
     def __len__(self) -> int:
-        """How many tokens are scheduled (tokens that left the cache not included)."""
-        return len(self._heap) - self._dead
+        return len(self._heap)
 
     def schedule(self, token: CachedToken, refresh: Refresh, context: Any = None) -> bool:
         """Refresh ``token`` at its refresh time by calling ``refresh(token, context)``.
 
-        Returns False, scheduling nothing, when called from an event loop that is
-        not the application's (another thread; its own calls will schedule it).
+        Returns False, scheduling nothing, when the application is closed or
+        this is not its event loop (another thread; its own calls schedule it).
         """
         if self._runner.closed or not self._runner.binding.is_bound_here():
             return False
-        entry = _Scheduled(token, self._gone, token.refresh_at, next(self._order), refresh, context)
-        heapq.heappush(self._heap, entry)
+        token.renew, token.context = refresh, context
+        heap = self._heap
+        heapq.heappush(heap, token)
+        if len(heap) >= self._sweep_at:
+            heap[:] = [t for t in heap if t.renew is not None]
+            heapq.heapify(heap)
+            self._sweep_at = max(_SWEEP_MIN, len(heap) + len(heap) // 4)
         if not self._running:
             self._running = True
             self._runner.spawn(self._run)
@@ -126,26 +101,17 @@ class BackgroundRefresher:
 
     def clear(self) -> None:
         """Forget every scheduled token (the application is closing)."""
+        for token in self._heap:
+            token.renew = token.context = None
         self._heap.clear()
-        self._dead = 0
-
-    def _forget(self, entry: _Scheduled) -> None:
-        """A scheduled token left the cache: drop what its entry holds, compact when worth it."""
-        if entry.refresh is None:
-            return
-        entry.refresh = entry.context = None
-        self._dead += 1
-        if self._dead > _COMPACT_MIN and 2 * self._dead > len(self._heap):
-            self._heap[:] = [e for e in self._heap if e.refresh is not None]
-            heapq.heapify(self._heap)
-            self._dead = 0
+        self._sweep_at = _SWEEP_MIN
 
     def _move(self) -> None:
         """The application moved to a new event loop: the old loop's task and events are gone."""
         self._running = False
         self._wake = None
         self._sleep, self._sleep_until = None, float("inf")
-        if len(self) and not self._runner.closed:
+        if self._heap and not self._runner.closed:
             self._running = True
             self._runner.spawn(self._run)
 
@@ -156,26 +122,24 @@ class BackgroundRefresher:
             self._sleep.cancel()
 
     async def _run(self) -> None:
-        heap = self._heap  # the same list for good: compaction and clear() work in place
+        heap = self._heap  # the same list for good: sweeps and clear() work in place
         while True:
-            while heap and heap[0].refresh is None:
-                heapq.heappop(heap)
-                self._dead -= 1
+            while heap and heap[0].renew is None:
+                heapq.heappop(heap)  # it left the cache
             if not heap:
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
-            due = heap[0].due
+            due = heap[0].refresh_at
             delay = due - self._clock.time()
             if delay > 0:
                 await self._sleep_for(due, delay)
                 continue
-            entry = heapq.heappop(heap)
-            token, refresh, context = entry(), entry.refresh, entry.context
-            entry.refresh = entry.context = None
+            token = heapq.heappop(heap)
             if self._runner.closed:
                 return
-            if token is not None and refresh is not None:
+            refresh, context = token.renew, token.context
+            if refresh is not None:
                 self._runner.spawn(self._refresh, token, refresh, context)
 
     async def _sleep_for(self, due: float, delay: float) -> None:
@@ -206,6 +170,6 @@ class BackgroundRefresher:
             delay = min(self._max_retry, self._first_retry * 2**attempt)
             delay *= random.uniform(0.5, 1.0)  # noqa: S311
             attempt += 1
-            if self._clock.time() + delay >= token.serve_until:
-                return
+            if self._clock.time() + delay >= token.serve_until or token.renew is None:
+                return  # it expires first, or it left the cache
             await self._clock.sleep(delay)

@@ -66,5 +66,30 @@ class RefreshPolicy:
         if self.jitter:
             spread = lifetime * self.jitter
             planned += (rng or random).uniform(-spread, spread)
-        latest = self.serve_until(cached_at, expires_on) - self.margin(lifetime) / 2
+        return self._bounded(cached_at, expires_on, planned)
+
+    def adopted_refresh_at(
+        self,
+        cached_at: float,
+        expires_on: float,
+        refresh_on: float,
+        rng: random.Random | None = None,
+    ) -> float:
+        """When to refresh a token another process fetched and planned to refresh at ``refresh_on``.
+
+        At that time or a little later (up to the jitter, never earlier): the
+        process that fetched it is due first, renews it and stores the new
+        token, which the others then find in the storage at their own refresh
+        time instead of asking the authority. If it went away, the next one
+        due renews it. Always before ``serve_until``.
+        """
+        lifetime = expires_on - cached_at
+        planned = refresh_on - cached_at
+        if self.jitter:
+            planned += (rng or random).uniform(0.0, lifetime * self.jitter)
+        return self._bounded(cached_at, expires_on, planned)
+
+    def _bounded(self, cached_at: float, expires_on: float, planned: float) -> float:
+        """``cached_at + planned``, kept within [cached_at, half a margin before serving ends]."""
+        latest = self.serve_until(cached_at, expires_on) - self.margin(expires_on - cached_at) / 2
         return cached_at + max(0.0, min(planned, latest - cached_at))

@@ -102,11 +102,17 @@ def client_credentials_scopes(
 def target_key(scopes: Iterable[str], *, case_sensitive: bool = False) -> str:
     """The cache target of a set of scopes: sorted, space-joined, lower-cased for Entra ID.
 
-    ``case_sensitive`` (generic OpenID Connect authorities) keeps their case.
+    ``case_sensitive`` (generic OpenID Connect authorities) keeps their case. A
+    single scope that is already in its target form is its own target (the same
+    string object, so a cache key and the scopes it was asked with share it).
     """
     if case_sensitive:
         return " ".join(sorted(set(scopes)))
-    return " ".join(sorted({scope.lower() for scope in scopes}))
+    lowered = {scope.lower(): scope for scope in scopes}
+    if len(lowered) == 1:
+        ((low, scope),) = lowered.items()
+        return scope if scope == low else low
+    return " ".join(sorted(lowered))
 
 
 def canonical_scope(scope: str, *, case_sensitive: bool = False) -> str:
@@ -168,5 +174,9 @@ def user_scopes(
 
 def granted_scopes(granted: Iterable[str] | None, requested: Iterable[str]) -> tuple[str, ...]:
     """The scopes a result reports: what the authority granted, reserved scopes left out."""
-    scopes = [s for s in (granted or requested) if s.lower() not in RESERVED_SCOPES]
-    return tuple(sorted(scopes or requested))
+    # The requested strings where the authority granted the same (kept once, not per token).
+    asked = tuple(requested)
+    known = {scope: scope for scope in asked}
+    scopes = [known.get(s, s) for s in (granted or asked) if s.lower() not in RESERVED_SCOPES]
+    result = tuple(sorted(scopes or asked))
+    return asked if result == asked else result

@@ -9,12 +9,13 @@ takes no lock: the atomic rename already guarantees it a complete file, and it
 never waits behind a writer. Every file operation runs in a worker thread of
 the storage's own small pool, bounded by ``operation_timeout``: a file whose
 open blocks (a hung network home directory, a FIFO) fails the call in time
-instead of stalling its callers, and cannot starve other users of threads.
+(:class:`~aiomsal.MsalTransportError`, a transient fault) instead of stalling
+its callers, and cannot starve other users of threads.
 
 What no retry can fix is a configuration error, raised as
 :class:`~aiomsal.MsalConfigurationError`: a file that cannot be decrypted with
 the key given (with ``on_corrupt="raise"``), a path that cannot be read or
-written for lack of permission, a directory or other non-file at the path.
+written for lack of permission, a directory (or a device) at the path.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import Literal, TypeVar
 
 import anyio
@@ -168,6 +169,12 @@ class FileCacheStorage:
         self._warned: tuple[int, int, int] | None = None
         self._swept = False
         self._closed = False
+
+    async def __aenter__(self) -> FileCacheStorage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"FileCacheStorage({self._path!r}, encrypted={self._aead is not None})"
@@ -335,14 +342,16 @@ class FileCacheStorage:
 
     def _read_sync(self) -> _Partitions:
         try:
-            # Non-blocking, so that a FIFO at the path is refused instead of waited on.
-            fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # May block (a hung network file system, a FIFO): _io bounds the wait.
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return {}
         with open(fd, "rb") as file:
             stat = os.fstat(fd)
+            if S_ISDIR(stat.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
             if not S_ISREG(stat.st_mode):
-                raise _NotAFile(0, "is not a regular file (a directory, FIFO or device)")
+                raise _NotAFile(0, "is not a regular file (a FIFO or a device)")
             raw = file.read()
         file_id = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if not raw:

@@ -1,10 +1,12 @@
 """A token cache storage (L2) in Redis, shared by processes on many machines.
 
 Each partition is one Redis string at ``prefix + partition``. Writers merge
-with optimistic concurrency (``WATCH`` / ``GET`` / ``MULTI`` / ``SET`` /
+with optimistic concurrency (``WATCH`` / ``MGET`` / ``MULTI`` / ``SET`` /
 ``EXEC``, retried when another writer got there first), and entries expire in
-Redis together with their tokens. Writers of one partition in one process
-queue behind each other, so ``WATCH`` only arbitrates between processes.
+Redis together with their tokens. What one process asks for in one moment
+goes out in one batch (see :mod:`._redis_pipeline`): reads and locks in one
+pipeline, writes in one transaction, so a cold burst of hundreds of keys
+costs a few round trips and a few connections.
 
 Every call is bounded by ``operation_timeout``: when Redis is down or slow,
 the call fails fast with :class:`~aiomsal.MsalTransportError` and the cache
@@ -15,10 +17,10 @@ the password, a key or a value.
 from __future__ import annotations
 
 import math
-import random
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,12 +29,25 @@ try:
     import redis.asyncio
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError, WatchError
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        NoPermissionError,
+        RedisError,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("RedisCacheStorage needs redis-py: pip install 'aiomsal[redis]'") from exc
 
 from .._cache._storage import Merge
 from .._errors import MsalConfigurationError, MsalTransportError
+from ._redis_pipeline import (
+    BatchFailed,
+    Queue,
+    TurnBatcher,
+    Write,
+    commit_writes,
+    send_commands,
+)
 
 __all__ = ["RedisCacheStorage"]
 
@@ -44,15 +59,15 @@ end
 return 0
 """
 
-#: Transactions tried per update before giving up to other writers.
-_MAX_ATTEMPTS = 10
-#: Upper bound of the first random pause after a lost transaction (seconds);
-#: it doubles after each further loss.
-_BACKOFF_BASE = 0.002
-_BACKOFF_CAP = 0.05
+#: The most connections this storage uses at once (redis-py's pool refuses more than its
+#: own maximum, 100 by default, instead of waiting).
+_MAX_CONNECTIONS = 64
 
 #: The most partition names one partitions() call returns.
 _MAX_LISTED = 10_000
+
+#: What Redis answers to wrong credentials or rights: a configuration error.
+_REFUSED = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError)
 
 #: What a Redis call raises when the server is unreachable, slow or refuses.
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -114,7 +129,16 @@ class RedisCacheStorage:
             else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
         )
         self._unlock_script = client.register_script(_UNLOCK_SCRIPT)
-        self._writers: dict[str, tuple[anyio.Lock, list[int]]] = {}
+        pool_size = getattr(client.connection_pool, "max_connections", None)
+        self._connections = anyio.CapacityLimiter(
+            max(1, min(_MAX_CONNECTIONS, pool_size or _MAX_CONNECTIONS) - 2)
+        )
+        self._commands: TurnBatcher[Queue] = TurnBatcher(
+            partial(send_commands, client), operation_timeout, self._connections
+        )
+        self._writes: TurnBatcher[Write] = TurnBatcher(
+            partial(commit_writes, client), operation_timeout, self._connections
+        )
         self._closed = False
 
     async def __aenter__(self) -> RedisCacheStorage:
@@ -130,8 +154,9 @@ class RedisCacheStorage:
 
     async def load(self, partition: str) -> bytes | None:
         """The stored value of ``partition``, or None."""
-        async with self._operation("load"):
-            value = await self._client.get(self._prefix + partition)
+        key = self._prefix + partition
+        async with self._operation("load", timed=False):
+            value = await self._commands.submit(lambda pipe: pipe.get(key))
         return _as_bytes(value)
 
     async def update(self, partition: str, merge: Merge, *, ttl: float | None = None) -> None:
@@ -141,39 +166,9 @@ class RedisCacheStorage:
         partition in between. ``ttl`` (seconds) makes Redis forget the value
         then; None keeps it, and zero or less deletes it.
         """
-        key = self._prefix + partition
-        # The queue behind this process's other writers of the partition is no Redis
-        # operation: only the transactions count against the operation timeout.
-        async with self._partition_writer(key), self._operation("update"):
-            for attempt in range(_MAX_ATTEMPTS):
-                if attempt:
-                    ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
-                    await anyio.sleep(random.uniform(0, ceiling))  # noqa: S311
-                try:
-                    await self._transaction(key, merge, ttl)
-                except WatchError:
-                    continue
-                return
-        raise MsalTransportError(
-            f"Redis update on {self._server} gave up after {_MAX_ATTEMPTS} attempts: "
-            "other writers kept changing the partition"
-        )
-
-    async def _transaction(self, key: str, merge: Merge, ttl: float | None) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            current = _as_bytes(await pipe.get(key))
-            value = merge(current)
-            if value is None and current is None:
-                return  # nothing to delete; the pipeline's reset unwatches
-            pipe.multi()  # type: ignore[no-untyped-call]
-            if value is None or (ttl is not None and ttl <= 0):
-                pipe.delete(key)
-            elif ttl is None or math.isinf(ttl):
-                pipe.set(key, value)
-            else:
-                pipe.set(key, value, px=max(1, math.ceil(ttl * 1000)))
-            await pipe.execute()
+        # Waiting for a connection is no Redis operation; the batch's transaction is.
+        async with self._operation("update", timed=False):
+            await self._writes.submit(Write(self._prefix + partition, merge, ttl))
 
     async def partitions(self, prefix: str) -> list[str]:
         """The names of the stored partitions that start with ``prefix`` (``SCAN``, bounded)."""
@@ -207,14 +202,18 @@ class RedisCacheStorage:
             raise ValueError("a lock's ttl must be positive")
         token = secrets.token_hex(16)
         px = max(1, math.ceil(ttl * 1000)) if math.isfinite(ttl) else None
-        async with self._operation("try_lock"):
-            taken = await self._client.set(self._lock_key(name), token, nx=True, px=px)
+        key = self._lock_key(name)
+        async with self._operation("try_lock", timed=False):
+            taken = await self._commands.submit(lambda pipe: pipe.set(key, token, nx=True, px=px))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
         """Release the lock ``name`` if ``token`` still holds it; otherwise do nothing."""
-        async with self._operation("unlock"):
-            await self._unlock_script(keys=[self._lock_key(name)], args=[token])
+        key = self._lock_key(name)
+        async with self._operation("unlock", timed=False):
+            await self._commands.submit(
+                lambda pipe: self._unlock_script(keys=[key], args=[token], client=pipe)
+            )
 
     # -- internals ------------------------------------------------------------
 
@@ -222,37 +221,32 @@ class RedisCacheStorage:
         return f"{self._prefix}lock:{name}"
 
     @asynccontextmanager
-    async def _operation(self, operation: str) -> AsyncIterator[None]:
-        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError."""
+    async def _operation(self, operation: str, *, timed: bool = True) -> AsyncIterator[None]:
+        """Bound a block by the operation timeout; turn Redis failures into MsalTransportError.
+
+        ``timed=False``: the block is a batched call, whose batch bounds its own round
+        trip (the wait for a connection before it does not count).
+        """
         if self._closed:
             raise MsalTransportError(f"Redis {operation} on {self._server}: the storage is closed")
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(self._timeout if timed else math.inf):
                 yield
         except TimeoutError as exc:
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} timed out after {self._timeout:g}s"
             ) from exc
         except _FAILURES as exc:
+            cause = exc.__cause__ if isinstance(exc, BatchFailed) else exc
+            if isinstance(cause, _REFUSED):
+                # No retry helps: the credentials or the user's rights are wrong.
+                raise MsalConfigurationError(
+                    f"Redis {operation} on {self._server} was refused: "
+                    f"{self._describe(cause)} (check the password and the user's ACL)"
+                ) from None
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} failed: {self._describe(exc)}"
             ) from exc
-
-    @asynccontextmanager
-    async def _partition_writer(self, key: str) -> AsyncIterator[None]:
-        """Queue this process's writers of one partition behind each other."""
-        entry = self._writers.get(key)
-        if entry is None:
-            entry = self._writers[key] = (anyio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._writers[key]
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"

@@ -28,12 +28,12 @@ from ._certificates import TestCertificate, generate_certificate
 from ._fake_authorize import handle_authorize
 from ._fake_faults import Fault, FaultKind, canned_response, make_fault
 from ._fake_grants import RegisteredClient, TokenRequest, handle_token_request
+from ._fake_signing import SigningKeys
 from ._fake_tokens import (
     GrantError,
     entra_error_body,
     instance_discovery,
     openid_configuration,
-    shared_signer,
     status_error,
 )
 from ._fake_user_api import UserFlows
@@ -65,7 +65,7 @@ class TokenRequestRecord:
     form: Mapping[str, str] = field(repr=False)
 
 
-class FakeAuthority(UserFlows):
+class FakeAuthority(UserFlows, SigningKeys):
     """A fake Microsoft Entra ID for tests, benchmarks and demos.
 
     It serves instance discovery, OpenID Connect discovery, JWKS and the v2.0
@@ -116,7 +116,7 @@ class FakeAuthority(UserFlows):
         self._clients: dict[str, RegisteredClient] = {}
         self._directory = UserDirectory()
         self._faults: collections.deque[Fault] = collections.deque()
-        self._signer = shared_signer()
+        self._init_signing_keys()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._alias_base_urls: tuple[str, ...] = ()
@@ -356,8 +356,8 @@ class FakeAuthority(UserFlows):
         return _json_response(instance_discovery(self.base_url, tenant, hosts))
 
     async def _keys(self, request: web.Request) -> web.Response:
-        issuer = f"{self.base_url}/{self.tenant_id(request.match_info['tenant'])}/v2.0"
-        return _json_response({"keys": [self._signer.jwk(issuer)]})
+        body = self._jwks_body(request.match_info["tenant"])
+        return self._outage_response() if body is None else _json_response(body)
 
     # --- token endpoint --------------------------------------------------------------------
 
@@ -399,6 +399,7 @@ class FakeAuthority(UserFlows):
             token_lifetime=self.token_lifetime,
             refresh_in=self.refresh_in,
             directory=self._directory,
+            published_signers=tuple(self._published.values()),
         )
         try:
             body = await handle_token_request(token_request)

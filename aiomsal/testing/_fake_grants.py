@@ -94,6 +94,8 @@ class TokenRequest:
     refresh_in: int | None
     #: The users and their grants (None: the request can only use app-only grants).
     directory: UserDirectory | None = field(default=None, repr=False)
+    #: Every published signing key (``signer`` among them): what assertions may be signed by.
+    published_signers: tuple[TokenSigner, ...] = field(default=(), repr=False)
 
     @property
     def issuer(self) -> str:

@@ -293,10 +293,15 @@ def _invalid_assertion(message: str) -> GrantError:
 def _verify_user_assertion(request: TokenRequest, client_id: str) -> dict[str, Any]:
     """Check that ``assertion`` is a live user access token this fake issued to ``client_id``."""
     assertion = request.require("assertion")
-    try:
-        claims = request.signer.verify(assertion)
-    except jwt.PyJWTError:
-        raise _invalid_assertion("The assertion is not a token this authority issued.") from None
+    claims: dict[str, Any] | None = None
+    for signer in request.published_signers or (request.signer,):
+        try:
+            claims = signer.verify(assertion)
+            break
+        except jwt.PyJWTError:
+            continue
+    if claims is None:
+        raise _invalid_assertion("The assertion is not a token this authority issued.")
     issuer = claims.get("iss")
     bases = (request.base_url, *request.alias_base_urls)
     if not isinstance(issuer, str) or not any(issuer.startswith(f"{b}/") for b in bases):

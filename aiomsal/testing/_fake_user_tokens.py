@@ -22,6 +22,7 @@ __all__ = [
     "ID_TOKEN_LIFETIME",
     "RESERVED_SCOPES",
     "UserScopes",
+    "client_capabilities",
     "client_info",
     "issue_user_tokens",
     "parse_user_scopes",
@@ -127,6 +128,15 @@ def parse_user_scopes(scope: str) -> UserScopes:
     return UserScopes(resources[0], tuple(names), asked, reserved)
 
 
+def client_capabilities(claims: str | None) -> list[str]:
+    """The ``xms_cc`` a request's ``claims`` parameter declares (``["cp1"]``: CAE-capable)."""
+    try:
+        values = json.loads(claims or "{}")["access_token"]["xms_cc"]["values"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+
+
 def client_info(user: FakeUser) -> str:
     """The ``client_info`` of ``user``: base64url JSON of its home ``uid`` and ``utid``."""
     info = json.dumps({"uid": user.oid, "utid": user.tenant_id}, separators=(",", ":"))
@@ -176,6 +186,9 @@ def issue_user_tokens(
         "uti": new_uti(),
         **identity,
     }
+    capabilities = client_capabilities(request.form.get("claims"))
+    if capabilities:
+        access_claims["xms_cc"] = capabilities
     body: dict[str, Any] = {
         "token_type": "Bearer",
         "scope": scopes.granted,
