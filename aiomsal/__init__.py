@@ -10,9 +10,14 @@ at a million.
 from typing import TYPE_CHECKING, Any
 
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
+from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
 from ._apps._public import PublicClientApplication as PublicClientApplication
 from ._apps._token_validator import TokenValidator as TokenValidator
 from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
+from ._apps._workload_identity import FederatedTokenFile as FederatedTokenFile
+from ._apps._workload_identity import (
+    workload_identity_application as workload_identity_application,
+)
 from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
@@ -36,24 +41,37 @@ from ._protocol._credentials import ClientAssertion as ClientAssertion
 from ._protocol._credentials import ClientCertificate as ClientCertificate
 from ._protocol._credentials import ClientSecret as ClientSecret
 from ._protocol._device_flow import DeviceFlow as DeviceFlow
+from ._protocol._managed_identity._ids import (
+    SystemAssignedManagedIdentity as SystemAssignedManagedIdentity,
+)
+from ._protocol._managed_identity._ids import (
+    UserAssignedManagedIdentity as UserAssignedManagedIdentity,
+)
+from ._protocol._managed_identity._retry import ImdsRetryPolicy as ImdsRetryPolicy
 from ._protocol._token_validation import ValidatedToken as ValidatedToken
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
-from ._storage._file_storage import FileCacheStorage as FileCacheStorage
+from ._statistics import TenantStatistics as TenantStatistics
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from ._storage._file_storage import FileCacheStorage as FileCacheStorage
     from ._storage._redis_storage import RedisCacheStorage as RedisCacheStorage
 
 
 def __getattr__(name: str) -> Any:
-    """``RedisCacheStorage`` is imported on first use: redis is an optional extra."""
+    """The storages are imported on first use: redis is an optional extra, and
+    ``import aiomsal`` should not pay for either."""
     if name == "RedisCacheStorage":
         from ._storage._redis_storage import RedisCacheStorage
 
         return RedisCacheStorage
+    if name == "FileCacheStorage":
+        from ._storage._file_storage import FileCacheStorage
+
+        return FileCacheStorage
     raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
 
 __all__ = [
@@ -68,9 +86,12 @@ __all__ = [
     "Clock",
     "ConfidentialClientApplication",
     "DeviceFlow",
+    "FederatedTokenFile",
     "FileCacheStorage",
     "MsalAssertionExpiredError",
     "MsalClaimsChallengeError",
+    "ImdsRetryPolicy",
+    "ManagedIdentityClient",
     "MsalConfigurationError",
     "MsalError",
     "MsalInsufficientScopeError",
@@ -86,9 +107,13 @@ __all__ = [
     "PublicClientApplication",
     "RedisCacheStorage",
     "SerializableTokenCache",
+    "SystemAssignedManagedIdentity",
     "SystemClock",
+    "TenantStatistics",
     "TokenValidator",
     "TokenValidatorStatistics",
     "ValidatedToken",
+    "UserAssignedManagedIdentity",
     "__version__",
+    "workload_identity_application",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiomsal import PublicClientApplication
 
+from ._azure_scenarios import AZURE_SCENARIOS
 from ._fake import CLIENT_ID, PUBLIC_CLIENT_ID, FakeEndpoint, FakeProcess, user_credentials
 from ._fleet_scenarios import fleet
 from ._libs import (
@@ -853,5 +854,6 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("obo_memory", "d-obo", "memory per cached on-behalf-of user", obo_memory),
         Scenario("bounded", "f", "bounded cache, a million on-behalf-of users", bounded),
         Scenario("fleet", "g", "4 processes x hot keys over 3 lifetimes", fleet),
+        *(Scenario(*azure) for azure in AZURE_SCENARIOS),
     )
 }

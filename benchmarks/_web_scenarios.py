@@ -1,9 +1,9 @@
 """The web API scenarios: incoming-token validation cost, and token-attaching fan-out.
 
-g/validation: ``TokenValidator.validate`` on tokens seen for the first time (signature
+h/validation: ``TokenValidator.validate`` on tokens seen for the first time (signature
 checked) and on a token seen again (the cache of validated tokens), against bare
 PyJWT ``jwt.decode`` with a pre-fetched key, the floor.
-h/fanout: a worker making calls to a loopback downstream across 20 tenants through
+i/fanout: a worker making calls to a loopback downstream across 20 tenants through
 ``BearerTokenMiddleware`` (one client-credentials token per tenant), against the same
 calls with a static ``Authorization`` header, the floor, and through azure-core's pipeline
 with azure-identity's ``ClientSecretCredential`` (one policy per tenant; when installed).
@@ -408,7 +408,7 @@ def web_goals(scenarios: JSON) -> list[JSON]:
 WEB_SCENARIOS: dict[str, _WebScenario] = {
     s.name: s
     for s in (
-        _WebScenario("validation", "g", "incoming-token validation vs bare PyJWT", validation),
-        _WebScenario("fanout", "h", "fan-out through the aiohttp middleware", fanout),
+        _WebScenario("validation", "h", "incoming-token validation vs bare PyJWT", validation),
+        _WebScenario("fanout", "i", "fan-out through the aiohttp middleware", fanout),
     )
 }

@@ -6,10 +6,12 @@
 A FakeAuthority serves https on 127.0.0.1 in a separate process (one per token lifetime
 the scenarios need); the three libraries are pointed at it and measured in the same run.
 Scenarios: a/hit, b/coalescing, c/expiry, d/memory, e/throughput (client credentials);
-a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/validation, h/fanout (web
-APIs: incoming-token validation, token-attaching fan-out). Writes ``bench.json`` (every
-figure, settings, machine, versions, date) and ``bench.png`` to benchmarks/results (meant to
-be committed), and prints a table.
+a-obo/obo_hit, d-obo/obo_memory, f/bounded (on-behalf-of); g/fleet (4 processes sharing a
+storage); h/validation, i/fanout (web APIs: incoming-token validation, token-attaching
+fan-out); j-m the Azure SDK credentials (benchmarks/_azure_scenarios.py); n/cold_burst,
+o/import_time (aiomsal's cold start, benchmarks/_cold_scenarios.py). Writes
+``bench.json`` (every figure, settings, machine, versions, date) and ``bench.png`` to
+benchmarks/results (meant to be committed), and prints a table.
 A peer that fails or hangs is recorded as an error; the suite goes on.
 """
 
@@ -31,6 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests import network_guard
+
+from ._azure_scenarios import azure_table
+from ._cold_scenarios import COLD_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
 from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
 from ._scenarios import Context, Settings
@@ -38,8 +44,8 @@ from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 
 __all__ = ["main"]
 
-#: Every scenario: the token-cache ones, then the web API ones (g, h).
-SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS}
+#: Every scenario: the token-cache ones, then the web API ones (g, h), the cold-start ones (i, j).
+SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")
@@ -128,6 +134,9 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Loopback only: a socket aimed anywhere else (IMDS's 169.254.169.254, the internet)
+    # is refused before it connects, so a misconfigured peer fails instead of leaving.
+    network_guard.install()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     names = _select(args.only)
@@ -141,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = asyncio.run(_run(names, settings))
     goals = evaluate_goals(scenarios) + web_goals(scenarios)
     table = markdown_table(scenarios, goals)
+    if any(name.startswith("azure_") for name in scenarios):
+        table += "\n\nAzure SDK credentials (aiomsal.integrations.azure):\n\n"
+        table += azure_table(scenarios)
     report: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *(argv or sys.argv[1:])]),
@@ -159,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "obo_memory": "one measurement per library (tracemalloc)",
             "bounded": "one run (tracemalloc at each checkpoint)",
             **WEB_REPETITIONS,
+            "cold_burst": "median of 7/5/3 bursts at 1k/10k/100k waiters (3/2/1 with --quick)",
+            "import_time": "15 rounds of fresh interpreters, the modules in turn (3 with --quick)",
         },
         "scenarios": scenarios,
         "goals": goals,

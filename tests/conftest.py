@@ -50,3 +50,40 @@ def shared_redis() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of this test's private redis-server."""
     return redis_server.url
+
+
+# -- a private Azurite (tests/azurite_server.py) -------------------------------
+
+from tests.azurite_server import (  # noqa: E402
+    AzuriteServer,
+    azurite_binary,
+    azurite_server,
+    missing_azurite_message,
+)
+
+
+@pytest.fixture
+def azurite() -> Iterator[AzuriteServer]:
+    """A private Azurite blob service; skipped without one locally, failed under CI."""
+    binary = azurite_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(missing_azurite_message())
+        pytest.skip(missing_azurite_message())
+    with azurite_server(binary) as server:
+        yield server
+
+
+# -- loopback only (tests/network_guard.py) ------------------------------------
+
+from tests import network_guard  # noqa: E402
+
+network_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Fail any test that tried to reach an address outside 127.0.0.0/8 and ::1."""
+    network_guard.take_violations()
+    yield
+    network_guard.fail_on_violations()

@@ -109,3 +109,20 @@ async def drive(clock: VirtualClock, call: Awaitable[T]) -> T:
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+async def advance_until(
+    clock: VirtualClock, condition: Callable[[], bool], *, step: float, limit: float
+) -> None:
+    """Move ``clock`` on by ``step`` until ``condition()`` holds (at most ``limit`` seconds).
+
+    After each step the tasks it woke finish their loopback I/O and sleep on the clock
+    again before the condition is read, so jittered background work is seen step by step.
+    """
+    moved = 0.0
+    while not condition():
+        if moved >= limit:
+            raise AssertionError(f"condition not met within {limit:g} clock seconds")
+        await clock.advance(step)
+        moved += step
+        await wait_until(lambda: clock.sleepers >= 1)

@@ -53,6 +53,13 @@ def row(output: str, label: str) -> str:
     return match.group(1)
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (the progress bar redraws in place)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """Run ``argv``, expecting exit status 2; return stderr."""
     with pytest.raises(SystemExit) as exit_info:
@@ -83,8 +90,40 @@ def test_demo_sends_one_token_request_per_key(capsys: pytest.CaptureFixture[str]
     for label in ("latency p50", "latency p99", "latency max"):
         assert row(out, label).endswith(" ms")
     assert row(out, "wall time").endswith(" s")
-    assert "every concurrent miss for a key shared one request" in out
+    assert re.search(r"^10 keys (->|→) 10 token requests: every concurrent miss", out, re.M)
     assert "progress" not in captured.err
+    assert "waiting for the authority" not in captured.err  # --quiet
+
+
+def test_demo_reports_the_cold_phase_apart_from_warm_calls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([*SMALL_DEMO, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert row(out, "cold start").endswith(" s")
+    cold_note = re.search(r"^  cold latency p50 .* ([\d,]+) calls? waited for the authority$",
+                          out, re.M)
+    assert cold_note is not None
+    cold_calls = int(cold_note.group(1).replace(",", ""))
+    misses = int(re.search(r"([\d,]+) misses", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert cold_calls == misses
+    for label in ("cold latency p50", "cold latency p99", "warm latency p50", "warm latency p99"):
+        assert row(out, label).endswith(" ms")
+    assert float(row(out, "warm latency p99").removesuffix(" ms")) < float(
+        row(out, "cold latency p50").removesuffix(" ms")
+    )
+    assert "Cold start: 200 tasks started at once" in out
+    assert "waited on 10 token requests (10 ms each at the fake authority)" in out
+
+
+def test_demo_uses_singular_forms_for_one(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--tasks", "1", "--tenants", "1", "--resources", "1", "--calls-per-task", "1"]
+    assert main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^1 key (->|→) 1 token request: one request per key\.$", out, re.M)
+    assert "1 task started at once and 1 call found no token yet" in out
+    assert "waited on 1 token request (" in out
+    assert "1 call waited for the authority" in out
 
 
 def test_demo_prints_plain_progress_lines_when_stderr_is_not_a_terminal(
@@ -96,13 +135,12 @@ def test_demo_prints_plain_progress_lines_when_stderr_is_not_a_terminal(
     lines = [line for line in err.splitlines() if line.startswith("progress:")]
     assert 1 <= len(lines) <= 4
     assert lines[-1].startswith("progress: 600/600 calls (100%)")
+    # After one turn of the loop every task has made its first call: all 200 wait, once said.
+    waiting = [line for line in err.splitlines() if line.startswith("waiting for the authority")]
+    assert waiting == ["waiting for the authority: 200 calls, the first going out"]
 
 
 def test_the_progress_bar_redraws_in_place_on_a_terminal() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     stream = Terminal()
     progress = _Progress(200, stream, enabled=True)
     progress.done = 50
@@ -114,6 +152,23 @@ def test_the_progress_bar_redraws_in_place_on_a_terminal() -> None:
     assert " 25%  50/200 calls" in text
     assert text.endswith("\n")
     assert "100%  200/200 calls" in text
+    assert "waiting" not in text
+
+
+def test_the_progress_bar_says_when_calls_wait_for_the_authority() -> None:
+    stream = Terminal()
+    sent = [0]
+    progress = _Progress(200, stream, enabled=True, requests=lambda: sent[0])
+    progress.waiting = 200
+    progress._draw()
+    progress.waiting, sent[0] = 1, 1
+    progress._draw()
+    progress.waiting, progress.done = 0, 200
+    progress._draw()
+    first, second, last = stream.getvalue().split("\r")[1:]
+    assert first.endswith("waiting for the authority: 200 calls, the first going out\x1b[K")
+    assert second.endswith("waiting for the authority: 1 call, 1 token request out\x1b[K")
+    assert "waiting" not in last
 
 
 def test_demo_runs_as_a_module() -> None:

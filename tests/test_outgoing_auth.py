@@ -13,10 +13,16 @@ import httpx
 import pytest
 from aiohttp import web
 
-from aiomsal import ConfidentialClientApplication, MsalConfigurationError, MsalError
+from aiomsal import (
+    ConfidentialClientApplication,
+    ManagedIdentityClient,
+    MsalConfigurationError,
+    MsalError,
+    SystemAssignedManagedIdentity,
+)
 from aiomsal.integrations import aiohttp as aiohttp_auth
 from aiomsal.integrations import httpx as httpx_auth
-from aiomsal.testing import FakeAuthority, VirtualClock
+from aiomsal.testing import FakeAuthority, FakeImds, VirtualClock
 from tests.helpers import SECRET
 from tests.web_server import serve as serve_app
 
@@ -311,3 +317,28 @@ async def test_on_behalf_of_the_current_caller_needs_a_caller(
     assert aiohttp_auth.current_token() is None
     with pytest.raises(MsalError, match="protected request"):
         await aiohttp_auth.on_behalf_of(app)(("api://x/.default",), None)
+
+
+async def test_a_managed_identity_is_a_token_source(
+    servers: tuple[Downstream, Downstream],
+) -> None:
+    protected, _ = servers
+    clock = VirtualClock()
+    async with (
+        FakeImds(clock=clock) as imds,
+        ManagedIdentityClient(
+            SystemAssignedManagedIdentity(), environ=imds.environ(), clock=clock
+        ) as client,
+    ):
+        source = aiohttp_auth.managed_identity(client)
+        bearer = aiohttp_auth.BearerTokenMiddleware(
+            source, {protected.base_url: ["https://vault.azure.net/.default"]}
+        )
+        async with aiohttp.ClientSession(middlewares=[bearer]) as session:
+            for _ in range(3):
+                async with session.get(f"{protected.base_url}/secrets") as response:
+                    assert response.status == 200
+        with pytest.raises(MsalConfigurationError, match="one resource"):
+            await source(("a/.default", "b/.default"), None)
+    assert len(imds.requests) == 1
+    assert all(a and a.startswith("Bearer ") for a in protected.authorizations())

@@ -19,9 +19,12 @@ def test_the_public_api_is_pinned() -> None:
         "Clock",
         "ConfidentialClientApplication",
         "DeviceFlow",
+        "FederatedTokenFile",
         "FileCacheStorage",
         "MsalAssertionExpiredError",
         "MsalClaimsChallengeError",
+        "ImdsRetryPolicy",
+        "ManagedIdentityClient",
         "MsalConfigurationError",
         "MsalError",
         "MsalInsufficientScopeError",
@@ -37,11 +40,15 @@ def test_the_public_api_is_pinned() -> None:
         "PublicClientApplication",
         "RedisCacheStorage",
         "SerializableTokenCache",
+        "SystemAssignedManagedIdentity",
         "SystemClock",
+        "TenantStatistics",
         "TokenValidator",
         "TokenValidatorStatistics",
         "ValidatedToken",
+        "UserAssignedManagedIdentity",
         "__version__",
+        "workload_identity_application",
     ]
     assert all(hasattr(aiomsal, name) for name in aiomsal.__all__)
 
@@ -61,6 +68,27 @@ def test_the_testing_helpers_are_public() -> None:
     assert {"FakeAuthority", "VirtualClock"} <= set(aiomsal.testing.__all__)
 
 
+def test_the_azure_integration_is_pinned() -> None:
+    import aiomsal.integrations.azure as azure
+
+    assert azure.__all__ == [
+        "AzureCliCredential",
+        "CertificateCredential",
+        "ChainedTokenCredential",
+        "ClientAssertionCredential",
+        "ClientSecretCredential",
+        "CredentialUnavailableError",
+        "DefaultAzureCredential",
+        "EnvironmentCredential",
+        "ManagedIdentityCredential",
+        "OnBehalfOfCredential",
+        "WorkloadIdentityCredential",
+    ]
+    from azure.core.exceptions import ClientAuthenticationError
+
+    assert issubclass(azure.CredentialUnavailableError, ClientAuthenticationError)
+
+
 def test_the_msal_face_is_pinned() -> None:
     import aiomsal.msal
 
@@ -72,3 +100,9 @@ def test_the_msal_face_is_pinned() -> None:
         "TokenCache",
     ]
     assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)
+
+
+def test_the_opentelemetry_integration_is_public() -> None:
+    from aiomsal.integrations import opentelemetry
+
+    assert opentelemetry.__all__ == ["Instrumentation", "instrument"]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from aiomsal import MsalInvalidTokenError, TokenValidator
 from aiomsal.testing import FakeAuthority, VirtualClock
 from aiomsal.testing._fake_tokens import TokenSigner
-from tests.helpers import wait_until
+from tests.helpers import advance_until, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -329,13 +329,13 @@ async def test_while_the_keys_endpoint_is_down_the_cached_keys_keep_validating(
     fake: FakeAuthority, validator: TokenValidator, clock: VirtualClock, attacker: TokenSigner
 ) -> None:
     fake.keys_outage = True
-    await clock.advance(3600 * 1.1)  # the background refresh fails
-    await wait_until(lambda: validator.statistics().key_fetch_failures == 1)
+    stats = validator.statistics
+    await advance_until(clock, lambda: stats().key_fetch_failures == 1, step=30, limit=4000)
     await validator.validate(fake.issue_access_token(API, scopes="still-good"))
     forge = Forge(fake, attacker)
     await clock.advance(300)
     with pytest.raises(MsalInvalidTokenError, match="unknown key"):
         await validator.validate(forge.signed(forge.claims(), attacker, kid="unknown"))
-    assert validator.statistics().key_fetch_failures == 2
+    assert stats().key_fetch_failures >= 2  # the retry in the background, or this refetch
     await validator.validate(fake.issue_access_token(API, scopes="still-good-2"))
-    assert validator.statistics().signing_keys == 2
+    assert stats().signing_keys == 2

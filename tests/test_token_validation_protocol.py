@@ -10,7 +10,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from aiomsal import MsalInsufficientScopeError, MsalInvalidTokenError, ValidatedToken
+from aiomsal import (
+    MsalConfigurationError,
+    MsalInsufficientScopeError,
+    MsalInvalidTokenError,
+    ValidatedToken,
+)
 from aiomsal._protocol._token_validation import (
     ValidationPolicy,
     check_access,
@@ -100,6 +105,8 @@ def test_access_needs_every_scope_or_every_role() -> None:
     check_access(user, scopes=["a", "b"])
     check_access(daemon, roles=["r1", "r2"])
     check_access(daemon, scopes=["a"], roles=["r1"])
+    with pytest.raises(MsalConfigurationError):
+        check_access(user, scopes="a")
     for token, scopes, roles in ((user, ["a", "c"], []), (daemon, [], ["r3"]), (user, [], ["a"])):
         with pytest.raises(MsalInsufficientScopeError) as caught:
             check_access(token, scopes=scopes, roles=roles)

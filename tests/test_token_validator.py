@@ -21,7 +21,7 @@ from aiomsal import (
     ValidatedToken,
 )
 from aiomsal.testing import FakeAuthority, VirtualClock
-from tests.helpers import aiomsal_tasks, wait_until
+from tests.helpers import advance_until, aiomsal_tasks, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -193,6 +193,19 @@ async def test_keys_are_refreshed_in_the_background(
 
         await wait_until(refreshed)
     assert validator.statistics().key_fetches == 3
+    assert fake.discovery_requests == 3  # the metadata is read again with the keys
+
+
+async def test_a_failed_background_refresh_is_retried_after_the_cooldown(
+    fake: FakeAuthority, validator: TokenValidator, clock: VirtualClock
+) -> None:
+    await validator.validate(user_token(fake))
+    fake.keys_outage = True
+    failures = validator.statistics
+    await advance_until(clock, lambda: failures().key_fetch_failures == 1, step=30, limit=4000)
+    fake.keys_outage = False
+    await advance_until(clock, lambda: fake.keys_requests == 3, step=30, limit=330)  # not 1 h
+    assert validator.statistics().key_fetch_failures == 1
 
 
 async def test_a_new_key_is_learnt_on_first_sight_of_its_kid(

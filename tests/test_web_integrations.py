@@ -16,7 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aiomsal import ConfidentialClientApplication, MsalTokenValidationError, TokenValidator
+from aiomsal import (
+    ConfidentialClientApplication,
+    MsalConfigurationError,
+    MsalTokenValidationError,
+    TokenValidator,
+)
 from aiomsal.integrations import aiohttp_web, fastapi, starlette
 from aiomsal.integrations._token_source import current_token
 from aiomsal.testing import FakeAuthority, VirtualClock
@@ -143,6 +148,11 @@ async def test_aiohttp_web(
             assert response.status_code == 401  # a token that is there must be valid
     finally:
         await runner.cleanup()
+
+
+def test_aiohttp_web_requirements_are_lists() -> None:
+    with pytest.raises(MsalConfigurationError):
+        aiohttp_web.requires(scopes="Orders.Read")
 
 
 async def test_aiohttp_web_can_require_a_token_everywhere(

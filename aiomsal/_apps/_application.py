@@ -6,8 +6,9 @@ import dataclasses
 import math
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,11 +22,11 @@ from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock, SystemClock
 from .._concurrency._deadline import within
 from .._concurrency._refresher import BackgroundRefresher, Refresh
-from .._concurrency._singleflight import SingleFlight
+from .._concurrency._singleflight import SingleFlight, inside_flight
 from .._concurrency._tasks import TaskRunner
 from .._errors import MsalConfigurationError, MsalError
 from .._protocol._authority import Authority, parse_authority
-from .._protocol._http import HttpRequest
+from .._protocol._http import HttpRequest, HttpResponse
 from .._protocol._identity import decode_id_token
 from .._protocol._refresh_policy import RefreshPolicy
 from .._protocol._scopes import UserScopes, user_scopes
@@ -36,6 +37,8 @@ from .._storage._persistence import CachePersistence
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
 from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
+from ._reporting import RequestReporter
+from ._shapes import RequestShape, scopes_once
 
 __all__ = ["ClientApplication"]
 
@@ -50,36 +53,6 @@ DEFAULT_TIMEOUT = 10.0
 FlightKey = tuple[AccessTokenKey, "str | None"]
 T = TypeVar("T")
 
-
-def scopes_once(scopes: Iterable[str]) -> object:
-    """The scopes as a tuple, read once (a generator, ``iter`` or ``map`` is consumed here).
-
-    A string, or anything that is not iterable, is passed on unchanged for the
-    scope validation to refuse with a clear error.
-    """
-    if isinstance(scopes, (str, bytes)):
-        return scopes
-    try:
-        return tuple(scopes)
-    except TypeError:
-        return scopes
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class RequestShape:
-    """What a user-token call's cache key needs besides the account or assertion.
-
-    One per (scopes, tenant) of the calls made, memoized: ``renew`` is the
-    background renewal of the on-behalf-of tokens of this shape
-    (``renew(token, assertion)``), made once, so that a token's schedule
-    holds no per-user tuple.
-    """
-
-    environment: str
-    realm: str
-    wanted: UserScopes
-    tenant: str | None = None
-    renew: Refresh | None = None
 
 _App = TypeVar("_App", bound="ClientApplication")
 
@@ -149,6 +122,9 @@ class ClientApplication:
         self._counters = Counters()
         #: Seconds a call may take in all (discovery, metadata, token, retries).
         self._timeout = timeout
+        self._reporter = RequestReporter(self._counters)
+        #: The realm of the authority's own keys (per-tenant counts before a key is known).
+        self._default_realm = self.authority.path.strip("/").split("/", 1)[0]
         self._runner = TaskRunner()
         # http_cache and enable_pii_log are MSAL's, accepted and unused: aiomsal keeps
         # its authority metadata for the application's life and logs no personal data.
@@ -180,6 +156,10 @@ class ClientApplication:
             timeout=timeout,
         )
         self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(
+            self._runner, timeout=timeout
+        )
+        #: Misses by their call's arguments, before the key is known (see ``_acquire_for_client``).
+        self._calls: SingleFlight[Hashable, AuthenticationResult] = SingleFlight(
             self._runner, timeout=timeout
         )
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
@@ -229,29 +209,36 @@ class ClientApplication:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel background refreshes and pending requests, and close connections.
-
-        Every later call raises :class:`MsalError` (cache hits included);
-        :meth:`statistics` keeps answering.
-        """
+        """End background work, pending calls and connections; later calls raise MsalError."""
         closed = MsalError("the application was closed")
         self._forget_memos()  # hits go through the memos: without them they reach the check
         self._refresher.clear()
         self._runner.bind()  # from another running loop: a clear MsalError, nothing touched
         await self._runner.aclose()
         self._flights.abort(closed)
+        self._calls.abort(closed)
         self._resolver.abort(closed)
         await self._transport.aclose()
         if self._storage is not None:
             await self._storage.aclose()
 
-    def statistics(self) -> CacheStatistics:
-        """The application's counters: hits, misses, requests sent, refreshes."""
+    def statistics(self, *, by_tenant: bool = False) -> CacheStatistics:
+        """The application's counters: hits, misses, requests sent, refreshes.
+
+        With ``by_tenant``, ``tenants`` maps each tenant (the realm of its cache keys)
+        to its own counters: which tenant of a fan-out worker is failing.
+        """
         c = self._counters
+        tenants = (
+            MappingProxyType({name: t.snapshot() for name, t in c.tenants.items()})
+            if by_tenant
+            else MappingProxyType({})
+        )
         return CacheStatistics(
             hits=c.hits,
-            misses=c.misses,
-            coalesced=self._flights.coalesced,
+            # Callers that joined a call's flight missed too (the flight counted itself).
+            misses=c.misses + self._calls.coalesced,
+            coalesced=self._flights.coalesced + self._calls.coalesced,
             requests_sent=c.requests_sent,
             background_refreshes=c.background_refreshes,
             refresh_failures=c.refresh_failures,
@@ -259,6 +246,8 @@ class ClientApplication:
             storage_hits=c.storage_hits,
             storage_errors=c.storage_errors,
             skipped_entries=c.skipped_entries,
+            request_failures=c.request_failures,
+            tenants=tenants,
         )
 
     def _cached_tokens(self) -> int:
@@ -313,8 +302,7 @@ class ClientApplication:
     async def _shape(self, requested: object, tenant: str | None) -> RequestShape:
         """Validate a user-token call's scopes and resolve its authority, once per shape.
 
-        ``requested`` is what :func:`scopes_once` made of the caller's scopes (or
-        the scopes themselves: they are read once here then).
+        ``requested``: the caller's scopes, read once (:func:`scopes_once`).
         """
         requested = scopes_once(requested)  # type: ignore[arg-type]
         shape = self._known_shape(requested, tenant)
@@ -342,9 +330,33 @@ class ClientApplication:
     ) -> AuthenticationResult:
         """A miss: one flight per (key, claims) here, then the storage, then ``fetch``."""
         self._counters.misses += 1
-        return await self._flights.run(
+        tenant = self._counters.tenant(key.realm)
+        tenant.misses += 1
+        joined = self._flights.join((key, claims))  # one future per waiter, no coroutine
+        if joined is not None:
+            tenant.coalesced += 1
+        waiting = joined or self._flights.run(
             (key, claims), lambda: self._fetch_via_storage(key, lookup, fetch, fresh=fresh)
         )
+        if self._counters.observer is None or inside_flight():
+            return await waiting
+        return await self._observed(waiting, key.realm, coalesced=joined is not None)
+
+    async def _observed(
+        self, waiting: Awaitable[AuthenticationResult], tenant: str, *, coalesced: bool
+    ) -> AuthenticationResult:
+        """Await a miss and tell the observer how long it took (only with an observer)."""
+        started, failed = time.perf_counter(), True
+        try:
+            result = await waiting
+            failed = False
+            return result
+        finally:
+            observer = self._counters.observer
+            if observer is not None:
+                observer.acquired(
+                    tenant, time.perf_counter() - started, coalesced=coalesced, failed=failed
+                )
 
     async def _refresh_in_background(
         self,
@@ -403,23 +415,25 @@ class ClientApplication:
     async def _send_token_request(self, request: HttpRequest) -> TokenResponse:
         """Send a token request and parse the answer (raising the typed error it carries).
 
-        ``requests_sent`` counts it from the start (so that a count settles once the
-        request is over) and takes it back when it never left: when it was answered
-        from the throttling memory, its connection failed or no pooled connection
-        came free.
+        The reporter counts it (per tenant too), logs it and tells the observer.
         """
-        self._counters.requests_sent += 1
-        transport = self._transport
-        if isinstance(transport, AiohttpTransport):
-            response = await transport.send(request, not_sent=self._uncount_sent)
-        else:  # a stand-in (tests) tells only what it answered
-            response = await transport.send(request)
-        if response.replayed:  # answered from the throttling memory: nothing was sent
-            self._uncount_sent()
-        return parse_token_response(response, self._clock.time())
+        report = self._reporter.start(request)
+        response: HttpResponse | None = None
 
-    def _uncount_sent(self) -> None:
-        self._counters.requests_sent -= 1
+        def not_sent() -> None:
+            self._counters.requests_sent -= 1
+            self._counters.tenant(report.tenant).requests_sent -= 1
+
+        # Taken back when it never left (no connection, or none free in time in the pool).
+        told = {"not_sent": not_sent} if isinstance(self._transport, AiohttpTransport) else {}
+        try:
+            response = await self._transport.send(report.request, **told)
+            token = parse_token_response(response, self._clock.time())
+        except MsalError as exc:
+            self._reporter.end(report, response, exc)
+            raise
+        self._reporter.end(report, response, None)
+        return token
 
     def _new_token(
         self,
@@ -463,7 +477,9 @@ class ClientApplication:
         ``refresh(token, context)`` renews the token; it is a method bound once per
         application, so a hit allocates nothing.
         """
-        self._counters.hits += 1
+        counters = self._counters
+        counters.hits += 1
+        counters.tenants[token.entry.key.realm].hits += 1
         token.touched = True
         if not token.used:
             # False from another thread's event loop: the application's own calls schedule it.

@@ -23,10 +23,11 @@ from .._protocol._region import choose_region, regional_token_endpoint
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import MEMO_LIMIT, ClientApplication, RequestShape, scopes_once
+from ._application import MEMO_LIMIT, ClientApplication
 from ._device_code import DeviceCodeFlows
 from ._long_running_obo import LongRunningOnBehalfOf
 from ._options import ApplicationOptions, with_application_options
+from ._shapes import RequestShape, scopes_once
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -115,6 +116,36 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         self._assertion_expiry.clear()
 
     async def _acquire_for_client(
+        self,
+        requested: object,
+        tenant: str | None,
+        claims: str | None,
+        force_refresh: bool,
+    ) -> AuthenticationResult:
+        """A miss: callers with the same arguments share one flight from the start.
+
+        The flight resolves the authority, derives the key and enters the key's
+        flight; the callers that join it do nothing else and wake once, when the
+        token is there (a cold burst's waiters are not woken between the authority's
+        metadata and the token request, and the request is not queued behind them).
+        """
+        self._check_open()
+        call = (requested, tenant, claims, force_refresh)
+        try:
+            joined = self._calls.join(call)
+        except TypeError:  # not hashable: the validation says what is wrong
+            return await self._acquire_client_call(requested, tenant, claims, force_refresh)
+        if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
+            counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
+            counters.misses += 1
+            counters.coalesced += 1
+        waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
+        if self._counters.observer is None:
+            return await waiting
+        realm = self._default_realm if tenant is None else tenant
+        return await self._observed(waiting, realm, coalesced=joined is not None)
+
+    async def _acquire_client_call(
         self,
         requested: object,
         tenant: str | None,

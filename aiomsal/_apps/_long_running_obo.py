@@ -23,7 +23,7 @@ from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._grants._user_grants import build_obo_request
 from .._result import AuthenticationResult
-from ._application import RequestShape
+from ._shapes import RequestShape
 from ._user_flows import UserFlowApplication
 
 __all__ = ["LongRunningOnBehalfOf"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import webbrowser
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
 from .._errors import MsalSignInError
 from .._result import AuthenticationResult
-from .._transport._loopback import LoopbackRedirectListener
 from ._device_code import DeviceCodeFlows
 
 __all__ = ["PublicClientApplication"]
@@ -55,6 +53,9 @@ class PublicClientApplication(DeviceCodeFlows):
             timeout = INTERACTIVE_TIMEOUT
         if port is None:
             port = 0
+        # Imported here: aiohttp.web (the listener) is needed by this flow only.
+        from .._transport._loopback import LoopbackRedirectListener
+
         async with LoopbackRedirectListener(port=port) as listener:
             flow = await self.initiate_auth_code_flow(
                 scopes,
@@ -75,6 +76,8 @@ class PublicClientApplication(DeviceCodeFlows):
 
 
 async def _system_browser(url: str) -> None:
+    import webbrowser  # on first use: it imports half the standard library
+
     opened = await anyio.to_thread.run_sync(webbrowser.open, url)
     if not opened:
         raise MsalSignInError("could not open a browser; use the device code flow instead")

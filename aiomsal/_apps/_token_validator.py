@@ -33,7 +33,13 @@ from .._errors import (
     MsalServiceError,
     MsalSigningKeysUnavailableError,
 )
-from .._protocol._authority import Authority, AuthorityMetadata, parse_authority
+from .._protocol._authority import (
+    Authority,
+    AuthorityMetadata,
+    build_metadata_request,
+    parse_authority,
+    parse_metadata_response,
+)
 from .._protocol._http import HttpRequest
 from .._protocol._json import decode_json
 from .._protocol._token_validation import (
@@ -201,6 +207,7 @@ class TokenValidator:
         await self._transport.aclose()
 
     def statistics(self) -> TokenValidatorStatistics:
+        """The validator's counters: validations, cache hits, refusals, key fetches."""
         c = self._counts
         return TokenValidatorStatistics(
             validated=c["validated"],
@@ -339,11 +346,12 @@ class TokenValidator:
     async def _fetch_keys(self) -> dict[str, SigningKey]:
         """Inside a flight: the metadata (once) and the JWKS; the keys replace the old ones."""
         self._last_key_fetch = self._clock.time()
-        resolved = await self._resolver.resolve(self.authority)
-        metadata = resolved.metadata
+        metadata = self._metadata
+        if metadata is None:
+            metadata = (await self._resolver.resolve(self.authority)).metadata
+            self._metadata = metadata
         if self._policy is None:
             self._policy = self._make_policy(metadata)
-            self._metadata = metadata
         if not metadata.jwks_uri:
             raise MsalServiceError("invalid_response", "the authority's metadata has no jwks_uri")
         self._counts["fetches"] += 1
@@ -375,14 +383,31 @@ class TokenValidator:
         return keys
 
     async def _refresh_loop(self) -> None:
-        """Refetch the keys every ``key_refresh_interval`` (±10%), keeping the last good ones."""
+        """Refetch the metadata and keys every ``key_refresh_interval`` (±10%).
+
+        A failed refresh keeps the last good ones and is tried again after
+        ``unknown_key_cooldown`` (if that is sooner).
+        """
+        interval = self._refresh_interval
         while True:
             jitter = random.uniform(0.9, 1.1)  # noqa: S311 - spreading load, not a secret
-            await self._clock.sleep(self._refresh_interval * jitter)
+            await self._clock.sleep(interval * jitter)
             try:
+                await self._refresh_metadata()
                 await self._flights.run("keys", self._fetch_keys)
             except MsalError as exc:
                 _log.warning("aiomsal: background refresh of signing keys failed: %s", exc)
+                interval = min(self._refresh_interval, self._cooldown)
+            else:
+                interval = self._refresh_interval
+
+    async def _refresh_metadata(self) -> None:
+        """Read the metadata again (a moved ``jwks_uri``); on failure keep the one known."""
+        try:
+            response = await self._transport.send(build_metadata_request(self.authority))
+            self._metadata = parse_metadata_response(self.authority, response)
+        except MsalError as exc:
+            _log.warning("aiomsal: refreshing the authority's metadata failed: %s", exc)
 
     def _make_policy(self, metadata: AuthorityMetadata) -> ValidationPolicy:
         authority = self.authority

@@ -43,7 +43,8 @@ from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import ClientApplication, RequestShape, scopes_once
+from ._application import ClientApplication
+from ._shapes import RequestShape, scopes_once
 
 __all__ = ["UserFlowApplication"]
 

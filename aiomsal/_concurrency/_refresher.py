@@ -159,13 +159,17 @@ class BackgroundRefresher:
                 if self._runner.closed:
                     return  # the application is closing: nothing failed
                 self._counters.refresh_failures += 1
-                _log.warning(
+                self._counters.tenant(token.entry.key.realm).refresh_failures += 1
+                # The failed token request was a warning already (once per failure episode).
+                _log.log(
+                    logging.INFO if attempt == 0 else logging.DEBUG,
                     "background refresh failed (attempt %d), serving the cached token "
-                    "until it expires: %s", attempt + 1, exc
+                    "until it expires: %s", attempt + 1, exc,
                 )
             else:
                 if renewed:
                     self._counters.background_refreshes += 1
+                    self._counters.tenant(token.key.realm).background_refreshes += 1
                 return
             delay = min(self._max_retry, self._first_retry * 2**attempt)
             delay *= random.uniform(0.5, 1.0)  # noqa: S311

@@ -2,29 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
-
-import anyio
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
 
 from .._errors import MsalError
 from ._deadline import deadline_in, until
 from ._tasks import TaskRunner
 
-__all__ = ["SingleFlight", "own_copy"]
+__all__ = ["SingleFlight", "current_waiters", "inside_flight", "own_copy"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("done", "error", "result", "waiters")
+    __slots__ = ("done", "error", "joined", "result", "waiters")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        # asyncio's Event, not anyio's: one coroutine less per waiter (the tasks are asyncio's).
+        self.done = asyncio.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
         self.waiters = 0
+        #: The futures of the callers that joined through :meth:`SingleFlight.join`.
+        self.joined: list[asyncio.Future[T]] = []
+
+    def settle(self) -> None:
+        """Wake every waiter with the outcome (the flight ended, or was aborted)."""
+        self.done.set()
+        joined, self.joined = self.joined, []
+        for future in joined:
+            if not future.done():  # a cancelled caller's future is done already
+                if self.error is not None:
+                    future.set_exception(own_error(self.error))
+                else:
+                    future.set_result(self.result)  # type: ignore[arg-type]
+
+
+#: The flights the current task runs inside, outermost first. A flight's task inherits the
+#: context of the task that started it, so a flight started inside another sees both.
+_running: ContextVar[tuple[_Flight[Any], ...]] = ContextVar("aiomsal_flights", default=())
+
+
+def _live() -> list[_Flight[Any]]:
+    # A task started by a flight's task (a background job) inherits flights that ended.
+    return [f for f in _running.get() if not f.done.is_set()]
+
+
+def inside_flight() -> bool:
+    """Whether the current task runs a flight (whose waiters the flight accounts for)."""
+    return bool(_live())
+
+
+def current_waiters() -> int:
+    """The callers waiting on the flights the current task runs inside (0 outside any).
+
+    An inner flight's waiters include the outer flight's task, which is not a caller.
+    Callers that gave up are still counted until the flight ends.
+    """
+    live = _live()
+    return sum(f.waiters + len(f.joined) for f in live) - max(len(live) - 1, 0)
 
 
 class SingleFlight(Generic[K, T]):
@@ -33,15 +72,17 @@ class SingleFlight(Generic[K, T]):
     The call runs in a task of its own (started by the application's
     :class:`TaskRunner`), not in a caller's, so a caller that is cancelled
     stops waiting without cancelling the call for the others. A failure
-    reaches every waiter of that flight, each as an exception of its own
-    chained to the flight's (so no traceback grows with the number of
-    waiters), and is forgotten: the next call for the key starts a new
-    flight. Keys never wait on each other. Flights of an event loop that
+    reaches every waiter of that flight and is forgotten: the next call for
+    the key starts a new flight. Keys never wait on each other.
+
+    Each waiter of a failed flight gets an exception of its own, chained to
+    the flight's (so no traceback grows with the number of waiters, and no
+    caller sees another's as ``__context__``). Flights of an event loop that
     ended are dropped when the runner moves to a new loop. With ``timeout``,
     each flight fails with :class:`MsalTransportError` after that many
     seconds (real time), or at the deadline of the call that started it if
     that comes sooner (so that its callers get the flight's own, more telling
-    error rather than their deadline's), however long other callers would wait.
+    error rather than their deadline's).
     """
 
     def __init__(self, runner: TaskRunner, *, timeout: float | None = None) -> None:
@@ -55,12 +96,16 @@ class SingleFlight(Generic[K, T]):
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
-        """Await ``call()`` for ``key``, or the flight already running for it."""
+    async def run(self, key: K, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await ``call(*args)`` for ``key``, or the flight already running for it.
+
+        Passing ``args`` rather than a closure spares each waiter that joins a
+        flight the closure it would never call.
+        """
         self._runner.bind()
         flight = self._flights.get(key)
         if flight is None:
-            flight = self.start(key, call)
+            flight = self.start(key, call, *args)
         else:
             self.coalesced += 1
         flight.waiters += 1
@@ -72,13 +117,30 @@ class SingleFlight(Generic[K, T]):
             raise own_copy(flight.error) from flight.error
         return flight.result  # type: ignore[return-value]
 
-    def start(self, key: K, call: Callable[[], Awaitable[T]]) -> _Flight[T]:
+    def join(self, key: K) -> asyncio.Future[T] | None:
+        """A future of the flight running for ``key`` (``None`` when none runs).
+
+        The cheapest way to wait for a flight: one future per caller, no
+        coroutine, woken once with the outcome; a caller that is cancelled
+        cancels only its own future. A cold burst's thousands of waiters
+        take this path.
+        """
+        self._runner.bind()
+        flight = self._flights.get(key)
+        if flight is None:
+            return None
+        self.coalesced += 1
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        flight.joined.append(future)
+        return future
+
+    def start(self, key: K, call: Callable[..., Awaitable[T]], *args: Any) -> _Flight[T]:
         """Start a flight for ``key`` unless one runs; return the running one."""
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight()
             deadline = None if self._timeout is None else deadline_in(self._timeout)
-            self._runner.spawn(self._execute, key, flight, call, deadline)
+            self._runner.spawn(self._execute, key, flight, call, args, deadline)
             self._flights[key] = flight
         return flight
 
@@ -88,20 +150,22 @@ class SingleFlight(Generic[K, T]):
         for flight in flights.values():
             if not flight.done.is_set():
                 flight.error = error
-                flight.done.set()
+                flight.settle()
 
     async def _execute(
         self,
         key: K,
         flight: _Flight[T],
-        call: Callable[[], Awaitable[T]],
+        call: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
         deadline: float | None,
     ) -> None:
+        _running.set((*_running.get(), flight))  # this task's own context
         try:
             if deadline is None or self._timeout is None:
-                flight.result = await call()
+                flight.result = await call(*args)
             else:
-                flight.result = await until(deadline, call, self._timeout)
+                flight.result = await until(deadline, lambda: call(*args), self._timeout)
         except Exception as exc:
             flight.error = exc
         except BaseException:
@@ -110,7 +174,7 @@ class SingleFlight(Generic[K, T]):
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-            flight.done.set()
+            flight.settle()
 
 
 def own_copy(error: BaseException) -> BaseException:
@@ -131,4 +195,12 @@ def own_copy(error: BaseException) -> BaseException:
                 clone.__dict__["__notes__"] = list(notes)
     except Exception:  # an exotic exception type: wrap what it says instead
         return MsalError(f"{cls.__name__}: {error}")
+    return clone
+
+
+def own_error(error: BaseException) -> BaseException:
+    """:func:`own_copy` chained to ``error``, as ``raise copy from error`` would chain it."""
+    clone = own_copy(error)
+    clone.__cause__ = error
+    clone.__suppress_context__ = True
     return clone

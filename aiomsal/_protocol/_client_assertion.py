@@ -20,14 +20,16 @@ import json
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final, Literal, cast
-
-import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from .._errors import MsalConfigurationError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+# cryptography and PyJWT are imported by the functions that use them, on first use: most
+# applications use a secret, and ``import aiomsal`` should not pay for them.
 
 __all__ = [
     "ASSERTION_LIFETIME",
@@ -88,6 +90,8 @@ def passphrase_bytes(value: object) -> bytes | None:
 
 
 def load_pem_key(data: object, passphrase: bytes | None) -> RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+
     raw = as_bytes(data, "private_key")
     try:
         key = serialization.load_pem_private_key(raw, password=passphrase)
@@ -109,6 +113,8 @@ def load_pem_key(data: object, passphrase: bytes | None) -> RSAPrivateKey:
 
 
 def require_rsa(key: object) -> RSAPrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     if not isinstance(key, RSAPrivateKey):
         raise MsalConfigurationError(
             f"the private key must be an RSA key (PS256/RS256), not {type(key).__name__}"
@@ -117,6 +123,8 @@ def require_rsa(key: object) -> RSAPrivateKey:
 
 
 def load_pem_certificates(data: object) -> list[x509.Certificate]:
+    from cryptography import x509
+
     raw = as_bytes(data, "certificate")
     try:
         return x509.load_pem_x509_certificates(raw)
@@ -141,6 +149,8 @@ def spki(key: object) -> bytes:
     public_bytes = getattr(key, "public_bytes", None)
     if public_bytes is None:
         return b""
+    from cryptography.hazmat.primitives import serialization
+
     return cast(
         bytes,
         public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
@@ -208,6 +218,8 @@ class AssertionSigner:
                 "nbf": issued_at,
                 "exp": expires_at,
             }
+            import jwt
+
             token = jwt.encode(claims, self._key, algorithm=self._algorithm, headers=self._headers)
             if not reuse:
                 return token

@@ -20,13 +20,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
 import anyio.to_thread
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .._errors import MsalConfigurationError
 from ._client_assertion import (
@@ -42,6 +38,10 @@ from ._client_assertion import (
     require_rsa,
     spki,
 )
+
+if TYPE_CHECKING:  # cryptography is imported where a certificate is loaded
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 __all__ = [
     "ClientAssertion",
@@ -174,6 +174,8 @@ class ClientCertificate:
             raise MsalConfigurationError(
                 f"PKCS#12 data must be bytes or a path, not {type(data_or_path).__name__}"
             )
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
         try:
             key, leaf, others = pkcs12.load_key_and_certificates(data, passphrase_bytes(passphrase))
         except ValueError:
@@ -196,6 +198,8 @@ class ClientCertificate:
         send_chain: object,
         algorithm: object,
     ) -> None:
+        from cryptography.hazmat.primitives import hashes, serialization
+
         if algorithm not in (None, "PS256", "RS256"):
             raise MsalConfigurationError(f"algorithm must be 'PS256' or 'RS256', not {algorithm!r}")
         if not isinstance(send_chain, bool):

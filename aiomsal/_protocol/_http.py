@@ -21,12 +21,13 @@ class HttpRequest:
     """One request to an authority.
 
     ``form`` is sent URL-encoded as the body of a POST. It holds secrets and
-    assertions, so it never appears in the repr.
+    assertions, so it never appears in the repr; nor do ``headers``, which may
+    carry a managed identity secret.
     """
 
     method: Literal["GET", "POST"]
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     form: Mapping[str, str] | None = field(default=None, repr=False)
     #: Whether a throttled answer to this request is remembered (token requests).
     throttle: bool = False
@@ -50,6 +51,8 @@ class HttpResponse:
     body: bytes = field(repr=False)
     #: True for a throttled answer replayed from memory: no request was sent.
     replayed: bool = False
+    #: Attempts the transport made for this answer (2 after its one retry).
+    attempts: int = 1
 
     def json(self) -> Any:
         """Decode the body as bounded JSON (raises ``JsonRejected``, a ``ValueError``).

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import jwt
-
+# PyJWT is imported by the two functions that use it, on first use: `import aiomsal` (and
+# every application that validates no token) does not pay for it and for cryptography.
 from .._errors import (
     MsalClaimsChallengeError,
     MsalConfigurationError,
@@ -211,6 +211,8 @@ def _signing_key(jwk: object) -> SigningKey | None:
         algorithms = (alg,) if alg in algorithms else ()
     if not algorithms:
         return None
+    import jwt
+
     try:
         loaded = jwt.PyJWK(jwk, algorithms[0])
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
@@ -270,6 +272,8 @@ def verify_token(
         raise MsalInvalidTokenError(
             "the bearer token's algorithm does not match its signing key's type"
         )
+    import jwt
+
     try:
         claims = jwt.decode(
             token,
@@ -379,6 +383,8 @@ def check_access(
     application's permissions); with both, either set suffices, so one route
     serves users and daemons. With neither, any valid token passes.
     """
+    if isinstance(scopes, str) or isinstance(roles, str):
+        raise MsalConfigurationError("scopes and roles are lists, such as ['Orders.Read']")
     wanted_scopes, wanted_roles = tuple(scopes), tuple(roles)
     if not wanted_scopes and not wanted_roles:
         return

@@ -34,16 +34,17 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from stat import S_ISDIR, S_ISREG
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._cache._storage import Merge
 from .._concurrency._clock import Clock, SystemClock
 from .._errors import MsalConfigurationError, MsalError, MsalTransportError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 try:
     import fcntl
@@ -160,7 +161,11 @@ class FileCacheStorage:
             key = _parse_key(encryption_key, "encryption_key")
         elif key_env_var and os.environ.get(key_env_var):
             key = _parse_key(os.environ[key_env_var], f"the environment variable {key_env_var}")
-        self._aead = AESGCM(key) if key is not None else None
+        self._aead: AESGCM | None = None
+        if key is not None:  # cryptography is imported when a key is given
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(key)
         self._on_corrupt = on_corrupt
         self._lock_timeout = lock_timeout
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -367,6 +372,8 @@ class FileCacheStorage:
             if self._aead is None:
                 raise _CorruptFile("is encrypted, and no encryption key was given", None)
             body = raw[len(_MAGIC) :]
+            from cryptography.exceptions import InvalidTag
+
             try:
                 if len(body) < _NONCE_SIZE + _TAG_SIZE:
                     raise InvalidTag

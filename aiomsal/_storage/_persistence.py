@@ -74,6 +74,8 @@ class CachePersistence:
         self._backoff = backoff
         self._down_until = 0.0
         self._warned_skipped = False
+        #: In a failure episode: its first failure was a warning, the next ones are debug.
+        self._failing = False
 
     async def fetch_through(
         self,
@@ -238,18 +240,24 @@ class CachePersistence:
             return None
         try:
             with anyio.fail_after(self._timeout):
-                return await awaitable
+                result = await awaitable
         except MsalConfigurationError:
             self._counters.storage_errors += 1
             raise
         except Exception as exc:  # transient storage trouble must never reach a caller
             self._counters.storage_errors += 1
             self._down_until = self._clock.time() + self._backoff
-            _log.warning(
+            _log.log(
+                logging.DEBUG if self._failing else logging.WARNING,
                 "token cache storage %s failed (%s: %s); serving from memory for %gs",
                 operation, type(exc).__name__, exc, self._backoff,
             )
+            self._failing = True
             return None
+        if self._failing:
+            self._failing = False
+            _log.info("token cache storage %s succeeded again", operation)
+        return result
 
 
 #: A partition name no token is ever stored under: what check() reads.

@@ -12,7 +12,8 @@ Status errors are for the response parsers to raise.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
+import dataclasses
+import functools
 import ipaddress
 import logging
 import random
@@ -35,7 +36,7 @@ from aiomsal._protocol._http import HttpRequest, HttpResponse
 from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
 
-from ._attempts import Attempt, describe
+from ._attempts import Attempt, describe, failed
 from ._sessions import discard, loop_of, new_session, usable_here
 
 __all__ = ["AiohttpTransport"]
@@ -43,14 +44,16 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("aiomsal")
 
 
+@functools.cache
 def _package_version() -> str:
+    """aiomsal's version, read on the first request (importlib.metadata is slow to import)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("aiomsal")
     except importlib.metadata.PackageNotFoundError:
         return "0.0.0"
 
-
-_VERSION = _package_version()
 
 _CORRELATION_HEADER = "client-request-id"
 
@@ -59,8 +62,7 @@ _MAX_REDIRECTS = 3
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
-#: Seconds of a call's deadline kept back from an attempt, so that the attempt's own,
-#: more telling timeout (a full pool, no answer) fires before the call's deadline.
+#: Seconds of a call's deadline an attempt leaves, so its more telling timeout fires first.
 _DEADLINE_MARGIN = 0.02
 
 _FAILURES: tuple[type[BaseException], ...] = (
@@ -81,19 +83,16 @@ class AiohttpTransport:
     ``verify`` is ``True`` for the default certificate verification, a path to
     a PEM CA bundle, an :class:`ssl.SSLContext` used as is, or ``False`` for no
     verification (loopback test authorities only). ``timeout`` bounds each
-    attempt, in real seconds, and so does what is left of the calling
-    application's deadline (:mod:`aiomsal._concurrency._deadline`), waits for
-    a free pooled connection included. A request that fails to connect,
-    times out, or is answered with a 5xx without ``Retry-After`` is sent once
-    more after ``retry_backoff`` real seconds (plus up to half as much jitter:
-    a wait on the network, which the injected clock does not govern); a
-    request that is not :attr:`~HttpRequest.resendable` is resent only when
-    it never left (the connection failed). Throttling answers are remembered
-    in ``throttle`` (on ``clock`` time) and replayed without a request until
-    their time has passed.
-
-    With ``binding``, the transport works on the application's event loop
-    only: a session of an event loop that ended is replaced by a new one.
+    attempt, in real seconds, and so does what is left of the call's deadline
+    (:mod:`aiomsal._concurrency._deadline`), pool waits included. A request that
+    fails to connect, times out, or gets a 5xx without ``Retry-After`` is sent
+    once more after ``retry_backoff`` real seconds (plus up to half as much
+    jitter), unless it is not :attr:`~HttpRequest.resendable` and may have left.
+    Throttling answers are remembered in ``throttle`` (on ``clock`` time) and
+    replayed without a request until their time has passed.
+    ``retry_once=False`` leaves retries to the caller (managed identity's own
+    schedule); ``connect_timeout`` bounds each connection attempt. With
+    ``binding``, a session of an event loop that ended is replaced by a new one.
     """
 
     def __init__(
@@ -106,6 +105,8 @@ class AiohttpTransport:
         retry_backoff: float = 0.5,
         throttle: ThrottleMemory | None = None,
         user_agent: str | None = None,
+        retry_once: bool = True,
+        connect_timeout: float | None = None,
         binding: LoopBinding | None = None,
         network_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         proxies: Mapping[str, str] | None = None,
@@ -119,7 +120,9 @@ class AiohttpTransport:
         self._clock = clock
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._connect_timeout = connect_timeout
+        self._retry_once = retry_once
         self._timeout_seconds = timeout
         self._ssl = _ssl_setting(verify)
         self._retry_backoff = retry_backoff
@@ -173,6 +176,9 @@ class AiohttpTransport:
         correlation_id = headers[_CORRELATION_HEADER]
         session = await self._session_for_send(request.method, where)
         attempt = Attempt()
+        why = functools.partial(describe, configured=self._timeout_seconds)
+        fail = functools.partial(failed, request, where, correlation_id, attempt=attempt,
+                                 configured=self._timeout_seconds)
 
         async def once() -> HttpResponse:
             try:
@@ -192,18 +198,25 @@ class AiohttpTransport:
                 failure = exc
                 # A spent grant is resent only when it never left (it cannot have reached).
                 if not request.resendable and attempt.reached:
-                    raise self._failed(request, where, correlation_id, exc, attempt, 1) from exc
+                    raise fail(exc, attempts=1) from exc
                 _log.debug(
                     "%s %s failed (%s), client-request-id=%s; retrying once",
                     request.method,
                     where,
-                    self._describe(exc, attempt),
+                    why(exc, attempt),
                     correlation_id,
                 )
 
-            if response is not None and (not _is_retryable(response) or not request.resendable):
+            if response is not None and (
+                not self._retry_once or not _is_retryable(response) or not request.resendable
+            ):
                 self._throttle.record(request, response, self._clock.time())
                 return response
+            if failure is not None and not self._retry_once:
+                raise MsalTransportError(
+                    f"{request.method} {where} failed: {why(failure, attempt)} "
+                    f"(client-request-id {correlation_id})"
+                ) from failure
             if response is not None:
                 _log.debug(
                     "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
@@ -220,7 +233,7 @@ class AiohttpTransport:
                     self._throttle.record(request, response, self._clock.time())
                     return response  # no time left for a retry: the answer as it is
                 assert failure is not None
-                raise self._failed(request, where, correlation_id, failure, attempt, 1) from failure
+                raise fail(failure, attempts=1) from failure
             # A wait on the network, in real time: the injected clock governs token time only.
             await self._network_sleep(backoff)
             if self._closed or session.closed:
@@ -231,27 +244,13 @@ class AiohttpTransport:
             try:
                 response = await once()
             except _FAILURES as exc:
-                raise self._failed(request, where, correlation_id, exc, attempt, 2) from exc
+                raise fail(exc, attempts=2) from exc
+            response = dataclasses.replace(response, attempts=2)
             self._throttle.record(request, response, self._clock.time())
             return response
         finally:
             if not attempt.left and not_sent is not None:
                 not_sent()
-
-    def _failed(
-        self, request: HttpRequest, where: str, correlation_id: str, exc: BaseException,
-        attempt: Attempt, attempts: int,
-    ) -> MsalTransportError:
-        tried = "after 2 attempts" if attempts == 2 else "(not retried)"
-        if attempts == 1 and request.resendable:
-            tried = "(no time left to retry within the call's timeout)"
-        return MsalTransportError(
-            f"{request.method} {where} failed {tried}: {self._describe(exc, attempt)} "
-            f"(client-request-id {correlation_id})"
-        )
-
-    def _describe(self, exc: BaseException, attempt: Attempt) -> str:
-        return describe(exc, attempt, self._timeout_seconds)
 
     async def aclose(self) -> None:
         """Close the session this transport created; a caller's session is left open."""
@@ -322,7 +321,7 @@ class AiohttpTransport:
             "accept": "application/json",
             "return-client-request-id": "true",
             "x-client-sku": "aiomsal.python",
-            "x-client-ver": _VERSION,
+            "x-client-ver": _package_version(),
             "x-client-os": sys.platform,
         }
         if self._user_agent:
@@ -360,7 +359,9 @@ class AiohttpTransport:
                 headers=headers,
                 data=data,
                 ssl=self._ssl,
-                timeout=aiohttp.ClientTimeout(total=attempt.timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=attempt.timeout, sock_connect=self._connect_timeout
+                ),
                 trace_request_ctx=attempt,
                 proxy=self.proxy_for(url),
                 allow_redirects=False,

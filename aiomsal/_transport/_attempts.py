@@ -13,7 +13,10 @@ from types import SimpleNamespace
 
 import aiohttp
 
-__all__ = ["LIMIT_PER_HOST", "TRACING", "Attempt", "describe"]
+from .._errors import MsalTransportError
+from .._protocol._http import HttpRequest
+
+__all__ = ["LIMIT_PER_HOST", "TRACING", "Attempt", "describe", "failed"]
 
 #: Connections kept open per authority host.
 LIMIT_PER_HOST = 100
@@ -81,6 +84,20 @@ def _tracing() -> aiohttp.TraceConfig:
 
 
 TRACING = _tracing()
+
+
+def failed(
+    request: HttpRequest, where: str, correlation_id: str, exc: BaseException,
+    attempt: Attempt, attempts: int, configured: float,
+) -> MsalTransportError:
+    """The error of a request that failed after ``attempts`` attempts (1: not retried)."""
+    tried = "after 2 attempts" if attempts == 2 else "(not retried)"
+    if attempts == 1 and request.resendable:
+        tried = "(no time left to retry within the call's timeout)"
+    return MsalTransportError(
+        f"{request.method} {where} failed {tried}: {describe(exc, attempt, configured)} "
+        f"(client-request-id {correlation_id})"
+    )
 
 
 def describe(exc: BaseException, attempt: Attempt, configured: float) -> str:

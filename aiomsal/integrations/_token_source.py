@@ -2,7 +2,8 @@
 
 A token source is any ``async (scopes, claims_challenge) -> access token``:
 an application's client credentials, on-behalf-of the user whose request is
-being handled, a managed identity or any azure-core credential. The web
+being handled, a managed identity (:func:`managed_identity`) or any azure-core
+credential. The web
 framework integrations record the caller's validated token in
 :func:`current_token`, which :func:`on_behalf_of` reads.
 """
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from .._apps._confidential import ConfidentialClientApplication
+from .._apps._managed_identity import ManagedIdentityClient
 from .._errors import MsalConfigurationError, MsalError
 from .._protocol._token_validation import ValidatedToken
 
@@ -31,6 +33,7 @@ __all__ = [
     "claims_from_challenge",
     "client_credentials",
     "current_token",
+    "managed_identity",
     "on_behalf_of",
     "origin_scopes",
     "using_token",
@@ -97,6 +100,22 @@ def on_behalf_of(
         tenant = user.tenant_id if app.authority.is_multi_tenant else None
         result = await app.acquire_token_on_behalf_of(
             user.access_token, scopes, claims_challenge=claims_challenge, tenant=tenant
+        )
+        return result.access_token
+
+    return source
+
+
+def managed_identity(client: ManagedIdentityClient) -> TokenSource:
+    """Tokens of a managed identity: one resource per origin (``{resource}/.default``)."""
+
+    async def source(scopes: tuple[str, ...], claims_challenge: str | None) -> str:
+        if len(scopes) != 1:
+            raise MsalConfigurationError(
+                "a managed identity token is for one resource: give the origin one scope"
+            )
+        result = await client.acquire_token_for_client(
+            resource=scopes[0], claims_challenge=claims_challenge
         )
         return result.access_token
 

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from .._apps._confidential import ConfidentialClientApplication
 from .._apps._token_validator import TokenValidator
-from .._errors import MsalMissingTokenError, MsalTokenValidationError
+from .._errors import MsalConfigurationError, MsalMissingTokenError, MsalTokenValidationError
 from .._protocol._token_validation import check_access
 from ._caller import Caller, error_body
 from ._token_source import using_token
@@ -123,6 +123,8 @@ def requires(
 
     No caller: 401; a caller without them: 403 ``insufficient_scope``.
     """
+    if isinstance(scopes, str) or isinstance(roles, str):
+        raise MsalConfigurationError("scopes and roles are lists, such as ['Orders.Read']")
     wanted_scopes, wanted_roles = tuple(scopes), tuple(roles)
 
     def decorate(handler: Handler) -> Handler:

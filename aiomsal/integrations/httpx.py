@@ -25,6 +25,7 @@ from ._token_source import (
     claims_from_challenge,
     client_credentials,
     current_token,
+    managed_identity,
     on_behalf_of,
     origin_scopes,
     using_token,
@@ -37,6 +38,7 @@ __all__ = [
     "claims_from_challenge",
     "client_credentials",
     "current_token",
+    "managed_identity",
     "on_behalf_of",
     "using_token",
 ]

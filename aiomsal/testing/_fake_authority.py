@@ -103,6 +103,9 @@ class FakeAuthority(UserFlows, SigningKeys):
         self.token_lifetime = token_lifetime
         #: When set, token responses carry ``refresh_in`` with this value.
         self.refresh_in = refresh_in
+        #: Resources that get v1 access tokens (``iss`` ``https://sts.windows.net/{tid}/``),
+        #: as Azure Storage (and Azurite) expect.
+        self.v1_resources: set[str] = {"https://storage.azure.com"}
         #: Every POST to a token endpoint, in arrival order (failed and faulted ones too).
         self.token_requests: list[TokenRequestRecord] = []
         #: How many GETs of OpenID configuration and instance discovery were served.
@@ -400,6 +403,7 @@ class FakeAuthority(UserFlows, SigningKeys):
             refresh_in=self.refresh_in,
             directory=self._directory,
             published_signers=tuple(self._published.values()),
+            v1_resources=frozenset(r.rstrip("/") for r in self.v1_resources),
         )
         try:
             body = await handle_token_request(token_request)

@@ -96,6 +96,8 @@ class TokenRequest:
     directory: UserDirectory | None = field(default=None, repr=False)
     #: Every published signing key (``signer`` among them): what assertions may be signed by.
     published_signers: tuple[TokenSigner, ...] = field(default=(), repr=False)
+    #: Resources that accept only v1 access tokens (``iss`` ``https://sts.windows.net/{tid}/``).
+    v1_resources: frozenset[str] = frozenset()
 
     @property
     def issuer(self) -> str:
@@ -324,9 +326,10 @@ def issue_app_token(
     now = int(request.now)
     lifetime = request.token_lifetime
     oid = service_principal_id(request.tenant_id, client.client.client_id)
+    v1 = resource.rstrip("/") in request.v1_resources
     claims = {
         "aud": resource,
-        "iss": request.issuer,
+        "iss": f"https://sts.windows.net/{request.tenant_id}/" if v1 else request.issuer,
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
@@ -339,7 +342,7 @@ def issue_app_token(
         "tid": request.tenant_id,
         "roles": [],
         "uti": new_uti(),
-        "ver": "2.0",
+        "ver": "1.0" if v1 else "2.0",
     }
     body: dict[str, Any] = {
         "token_type": "Bearer",

@@ -1,0 +1,1 @@
+"""Managed identity (sans-I/O): identities, source detection, requests and answers per source."""
