@@ -44,7 +44,8 @@ from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 
 __all__ = ["main"]
 
-#: Every scenario: the token-cache ones, then the web API ones (g, h), the cold-start ones (i, j).
+#: Every scenario: the token-cache ones (a-g, j-m), the web API ones (h, i), the cold-start ones
+#: (n, o).
 SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
