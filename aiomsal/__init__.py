@@ -15,6 +15,7 @@ from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
 from ._concurrency._clock import SystemClock as SystemClock
+from ._errors import MsalAssertionExpiredError as MsalAssertionExpiredError
 from ._errors import MsalClaimsChallengeError as MsalClaimsChallengeError
 from ._errors import MsalConfigurationError as MsalConfigurationError
 from ._errors import MsalError as MsalError
@@ -101,6 +102,7 @@ __all__ = [
     "DeviceFlow",
     "FederatedTokenFile",
     "FileCacheStorage",
+    "MsalAssertionExpiredError",
     "MsalClaimsChallengeError",
     "ImdsRetryPolicy",
     "ManagedIdentityClient",

@@ -23,7 +23,7 @@ from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._grants._user_grants import build_obo_request
 from .._result import AuthenticationResult
-from ._application import RequestShape
+from ._shapes import RequestShape
 from ._user_flows import UserFlowApplication
 
 __all__ = ["LongRunningOnBehalfOf"]
@@ -165,11 +165,11 @@ class LongRunningOnBehalfOf(UserFlowApplication):
 
     async def _refresh_session(
         self, token: CachedToken, context: tuple[RequestShape, str | None]
-    ) -> None:
+    ) -> bool:
         """Renew a session's token in the background with its refresh token."""
         shape, tenant = context
         key = token.key
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._session_refresh(key, shape, tenant, None)
         )
 

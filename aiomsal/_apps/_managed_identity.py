@@ -232,10 +232,12 @@ class ManagedIdentityClient(ClientApplication):
                 return False
         return not (response.status == 403 and b"unreachable" in response.body.lower())
 
-    async def _refresh_token(self, token: CachedToken, _context: object) -> None:
+    async def _refresh_token(self, token: CachedToken, _context: object) -> bool:
         """Renew a managed identity token in the background."""
         key = token.key
-        await self._refresh_in_background(token, self._tokens.get, lambda: self._fetch(key, None))
+        return await self._refresh_in_background(
+            token, self._tokens.get, lambda: self._fetch(key, None)
+        )
 
     async def _fetch(self, key: AccessTokenKey, claims: str | None) -> AuthenticationResult:
         resource = key.target

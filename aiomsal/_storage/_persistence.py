@@ -36,6 +36,7 @@ from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage, DistributedLock, PartitionLister
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
+from .._concurrency._deadline import remaining
 from .._errors import MsalConfigurationError
 from .._statistics import Counters
 
@@ -213,7 +214,9 @@ class CachePersistence:
         neither when the wait exceeds what the holder's request may take.
         The wait is in real time: it waits on another process, not on token time.
         """
-        deadline = anyio.current_time() + self._hold
+        # Within the call's own deadline (timeout= bounds the whole call): wait at most
+        # half of what is left, so that asking the authority ourselves still fits.
+        deadline = anyio.current_time() + min(self._hold, remaining() / 2)
         poll = self._poll
         while anyio.current_time() < deadline and self._available():
             await anyio.sleep(poll)
