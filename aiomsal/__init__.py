@@ -10,18 +10,12 @@ at a million.
 from typing import TYPE_CHECKING, Any
 
 from ._apps._confidential import ConfidentialClientApplication as ConfidentialClientApplication
-from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
 from ._apps._public import PublicClientApplication as PublicClientApplication
-from ._apps._token_validator import TokenValidator as TokenValidator
-from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
-from ._apps._workload_identity import FederatedTokenFile as FederatedTokenFile
-from ._apps._workload_identity import (
-    workload_identity_application as workload_identity_application,
-)
 from ._cache._storage import CacheStorage as CacheStorage
 from ._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._concurrency._clock import Clock as Clock
 from ._concurrency._clock import SystemClock as SystemClock
+from ._errors import MsalAssertionExpiredError as MsalAssertionExpiredError
 from ._errors import MsalClaimsChallengeError as MsalClaimsChallengeError
 from ._errors import MsalConfigurationError as MsalConfigurationError
 from ._errors import MsalError as MsalError
@@ -40,14 +34,6 @@ from ._protocol._credentials import ClientAssertion as ClientAssertion
 from ._protocol._credentials import ClientCertificate as ClientCertificate
 from ._protocol._credentials import ClientSecret as ClientSecret
 from ._protocol._device_flow import DeviceFlow as DeviceFlow
-from ._protocol._managed_identity._ids import (
-    SystemAssignedManagedIdentity as SystemAssignedManagedIdentity,
-)
-from ._protocol._managed_identity._ids import (
-    UserAssignedManagedIdentity as UserAssignedManagedIdentity,
-)
-from ._protocol._managed_identity._retry import ImdsRetryPolicy as ImdsRetryPolicy
-from ._protocol._token_validation import ValidatedToken as ValidatedToken
 from ._result import Account as Account
 from ._result import AuthenticationResult as AuthenticationResult
 from ._statistics import CacheStatistics as CacheStatistics
@@ -56,22 +42,51 @@ from ._statistics import TenantStatistics as TenantStatistics
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from ._apps._managed_identity import ManagedIdentityClient as ManagedIdentityClient
+    from ._apps._token_validator import TokenValidator as TokenValidator
+    from ._apps._token_validator import TokenValidatorStatistics as TokenValidatorStatistics
+    from ._apps._workload_identity import FederatedTokenFile as FederatedTokenFile
+    from ._apps._workload_identity import (
+        workload_identity_application as workload_identity_application,
+    )
+    from ._protocol._managed_identity._ids import (
+        SystemAssignedManagedIdentity as SystemAssignedManagedIdentity,
+    )
+    from ._protocol._managed_identity._ids import (
+        UserAssignedManagedIdentity as UserAssignedManagedIdentity,
+    )
+    from ._protocol._managed_identity._retry import ImdsRetryPolicy as ImdsRetryPolicy
+    from ._protocol._token_validation import ValidatedToken as ValidatedToken
     from ._storage._file_storage import FileCacheStorage as FileCacheStorage
     from ._storage._redis_storage import RedisCacheStorage as RedisCacheStorage
 
+#: Imported on first use, so that ``import aiomsal`` pays only for what every application
+#: needs: redis is an optional extra; the file storage, token validation and managed and
+#: workload identity are for some.
+_LAZY = {
+    "ManagedIdentityClient": "._apps._managed_identity",
+    "FederatedTokenFile": "._apps._workload_identity",
+    "workload_identity_application": "._apps._workload_identity",
+    "SystemAssignedManagedIdentity": "._protocol._managed_identity._ids",
+    "UserAssignedManagedIdentity": "._protocol._managed_identity._ids",
+    "ImdsRetryPolicy": "._protocol._managed_identity._retry",
+    "FileCacheStorage": "._storage._file_storage",
+    "RedisCacheStorage": "._storage._redis_storage",
+    "TokenValidator": "._apps._token_validator",
+    "TokenValidatorStatistics": "._apps._token_validator",
+    "ValidatedToken": "._protocol._token_validation",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """The storages are imported on first use: redis is an optional extra, and
-    ``import aiomsal`` should not pay for either."""
-    if name == "RedisCacheStorage":
-        from ._storage._redis_storage import RedisCacheStorage
+    """The names of ``_LAZY``, imported when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
+    import importlib
 
-        return RedisCacheStorage
-    if name == "FileCacheStorage":
-        from ._storage._file_storage import FileCacheStorage
+    return getattr(importlib.import_module(module, __name__), name)
 
-        return FileCacheStorage
-    raise AttributeError(f"module 'aiomsal' has no attribute {name!r}")
 
 __all__ = [
     "Account",
@@ -87,6 +102,7 @@ __all__ = [
     "DeviceFlow",
     "FederatedTokenFile",
     "FileCacheStorage",
+    "MsalAssertionExpiredError",
     "MsalClaimsChallengeError",
     "ImdsRetryPolicy",
     "ManagedIdentityClient",

@@ -8,6 +8,7 @@
     ├── MsalSignInError
     ├── MsalServiceError
     │   ├── MsalUiRequiredError
+    │   │   └── MsalAssertionExpiredError
     │   └── MsalThrottledError
     └── MsalTokenValidationError   an incoming bearer token is refused (RFC 6750)
         ├── MsalMissingTokenError        401, no error code
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "MsalAssertionExpiredError",
     "MsalClaimsChallengeError",
     "MsalConfigurationError",
     "MsalError",
@@ -116,6 +118,15 @@ class MsalServiceError(MsalError):
 
 class MsalUiRequiredError(MsalServiceError):
     """Raised when only an interactive sign-in can satisfy the request."""
+
+
+class MsalAssertionExpiredError(MsalUiRequiredError):
+    """Raised by on-behalf-of when the incoming user assertion has expired (its ``exp``).
+
+    Checked before the cache and the refresh token are consulted, without a
+    request: the web API should answer its caller 401 so that it gets a new
+    token. ``error`` is ``"invalid_grant"``, as the authority would say.
+    """
 
 
 class MsalThrottledError(MsalServiceError):

@@ -47,7 +47,8 @@ class CacheStatistics:
     #: Of the misses, those that joined a request another caller had started.
     coalesced: int
     #: Token requests sent to the authority (failed ones included; throttled repeats,
-    #: answered from memory without a request, not).
+    #: answered from memory without a request, and requests that never left, their
+    #: connection failed or no pooled connection came free in time, not).
     requests_sent: int
     #: Tokens refreshed in the background before they expired.
     background_refreshes: int
@@ -184,6 +185,28 @@ class Counters:
     def tenant(self, realm: str) -> TenantCounters:
         """The counters of ``realm`` (created on first use)."""
         return self.tenants[realm]
+
+    def snapshot(
+        self, *, joined: int, coalesced: int, cached_tokens: int, by_tenant: bool
+    ) -> CacheStatistics:
+        """The totals as a value; ``joined`` callers shared a call's flight (they missed too)."""
+        tenants = MappingProxyType(
+            {name: t.snapshot() for name, t in self.tenants.items()} if by_tenant else {}
+        )
+        return CacheStatistics(
+            hits=self.hits,
+            misses=self.misses + joined,
+            coalesced=coalesced + joined,
+            requests_sent=self.requests_sent,
+            background_refreshes=self.background_refreshes,
+            refresh_failures=self.refresh_failures,
+            cached_tokens=cached_tokens,
+            storage_hits=self.storage_hits,
+            storage_errors=self.storage_errors,
+            skipped_entries=self.skipped_entries,
+            request_failures=self.request_failures,
+            tenants=tenants,
+        )
 
 
 class _Tenants(dict[str, TenantCounters]):

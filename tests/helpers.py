@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ import anyio
 import requests
 import requests.adapters
 
+import aiomsal
 from aiomsal.testing import VirtualClock
 
 T = TypeVar("T")
@@ -38,10 +40,26 @@ def aiomsal_tasks() -> list[asyncio.Task[object]]:
     ]
 
 
+#: The directory of the aiomsal package, and of its test fakes (whose tasks are not aiomsal's).
+PACKAGE_DIR = os.path.dirname(os.path.abspath(aiomsal.__file__)) + os.sep
+TESTING_DIR = os.path.join(PACKAGE_DIR, "testing") + os.sep
+
+
+def runs_package_code(filename: str) -> bool:
+    """Whether ``filename`` is a module of the aiomsal package (not its fakes).
+
+    Compared with the package's directory, not with a ``/aiomsal/`` substring:
+    in a checkout named ``aiomsal`` every file of the virtualenv under it
+    (anyio's, aiohttp's) has that substring too.
+    """
+    path = os.path.abspath(filename)
+    return path.startswith(PACKAGE_DIR) and not path.startswith(TESTING_DIR)
+
+
 def _runs_aiomsal_code(coro: object) -> bool:
     code = getattr(coro, "cr_code", None)
     filename = getattr(code, "co_filename", "")
-    return "/aiomsal/" in filename and "/aiomsal/testing/" not in filename
+    return bool(filename) and runs_package_code(filename)
 
 
 class NoUserRealm(requests.adapters.BaseAdapter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import anyio
@@ -239,7 +240,8 @@ async def test_a_server_error_is_retried_once(fake: FakeAuthority) -> None:
         ("hang", 500, MsalTransportError, None),
     ],
 )
-# Server errors and lost connections are retried once, so they take two faults to fail a call.
+# Server errors and lost connections are retried once, so they take two faults to fail a call;
+# a hang takes the whole call's deadline (timeout=), so one fails it.
 async def test_each_fault_gives_its_typed_error_and_leaves_the_cache_usable(
     fake: FakeAuthority,
     fault: str,
@@ -247,8 +249,9 @@ async def test_each_fault_gives_its_typed_error_and_leaves_the_cache_usable(
     error_type: type[MsalError],
     error: str | None,
 ) -> None:
-    fake.fail_next(1 if fault == "malformed_json" else 2, status=status, fault=fault)  # type: ignore[arg-type]
-    async with make_app(fake, timeout=0.5) as app:
+    faults = 1 if fault in ("malformed_json", "hang") else 2
+    fake.fail_next(faults, status=status, fault=fault)  # type: ignore[arg-type]
+    async with make_app(fake, timeout=0.5 if fault == "hang" else 5) as app:
         with anyio.fail_after(5), pytest.raises(error_type) as caught:
             await app.acquire_token_for_client(GRAPH)
         if error is not None:
@@ -269,7 +272,7 @@ async def test_claims_challenge_and_force_refresh_skip_the_cache(fake: FakeAutho
     assert forced.token_source == challenged.token_source == "identity_provider"
     assert len({first.access_token, forced.access_token, challenged.access_token}) == 3
     assert cached.access_token == challenged.access_token
-    assert fake.token_requests[-1].form["claims"] == claims
+    assert json.loads(fake.token_requests[-1].form["claims"]) == json.loads(claims)
 
 
 async def test_a_token_near_expiry_is_not_served() -> None:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 PROCESSES = 4
 KEYS = 3
-#: Seconds: a token is refreshed 2-3 s after it was fetched (whole seconds).
+#: Seconds: a token is served for 4 s and refreshed 1-2 s after it was fetched.
 LIFETIME = 5
 
 

@@ -19,6 +19,9 @@ LAZY = (
     "aiohttp.web",  # the loopback listener of the interactive flow
     "webbrowser",  # the interactive flow's default browser
     "aiomsal._storage._file_storage",  # FileCacheStorage, on first use
+    "aiomsal._apps._token_validator",  # TokenValidator (web APIs), on first use
+    "aiomsal._apps._managed_identity",  # ManagedIdentityClient, on first use
+    "aiomsal._apps._workload_identity",
     "aiomsal.testing",  # the fakes
     "aiomsal._transport._loopback",
     "aiomsal._storage._redis_storage",
@@ -68,6 +71,8 @@ def test_the_command_line_leaves_the_fakes_to_the_demo() -> None:
         ),
         ("import aiomsal\naiomsal.RedisCacheStorage", ("redis",)),
         ("from aiomsal import FileCacheStorage", ("aiomsal._storage._file_storage",)),
+        ("from aiomsal import TokenValidator", ("aiomsal._apps._token_validator",)),
+        ("from aiomsal import ManagedIdentityClient", ("aiomsal._apps._managed_identity",)),
     ],
 )
 def test_the_first_call_that_needs_a_module_imports_it(code: str, needed: tuple[str, ...]) -> None:

@@ -333,3 +333,29 @@ async def test_no_token_crosses(boundary: Boundary, mode: str, world: World) -> 
 def test_the_matrix_covers_every_boundary_in_every_mode() -> None:
     assert len(CASES) == 64
     assert {mode for _, mode in (c.values for c in CASES)} == set(MODES)
+
+
+def test_accounts_are_listed_per_client_and_per_family() -> None:
+    """get_accounts()' rule: a token of the client id, or a refresh token of its FOCI family."""
+    from aiomsal._cache._entries import Identity, PartitionKey, RefreshTokenEntry
+    from aiomsal._cache._user_store import UserTokenStore
+    from aiomsal._result import Account
+
+    store = UserTokenStore()
+    env = "login.microsoftonline.com"
+    for home, client, family in (
+        ("alice.t", "office", "1"), ("bob.t", "teams", "1"), ("carol.t", "other", None),
+    ):
+        store.put_account(Identity(home, Account(home, env, "t", home, home, "MSSTS"), "t"), env)
+        store.put_refresh_token(RefreshTokenEntry(
+            PartitionKey(env, client, home, ""), "rt", "User.Read", 0, home, family
+        ))
+    names = {c: sorted(a.username or "" for a in store.accounts(c))
+             for c in ("office", "teams", "other", "stranger")}
+    assert names == {
+        "office": ["alice.t", "bob.t"],  # family "1": its members' accounts too
+        "teams": ["alice.t", "bob.t"],
+        "other": ["carol.t"],
+        "stranger": [],
+    }
+    assert len(store.accounts()) == 3

@@ -21,6 +21,7 @@ def test_the_public_api_is_pinned() -> None:
         "DeviceFlow",
         "FederatedTokenFile",
         "FileCacheStorage",
+        "MsalAssertionExpiredError",
         "MsalClaimsChallengeError",
         "ImdsRetryPolicy",
         "ManagedIdentityClient",

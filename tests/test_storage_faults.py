@@ -28,8 +28,8 @@ from aiomsal import (
     MsalTransportError,
     RedisCacheStorage,
 )
-from aiomsal._cache._storage import Merge
 from aiomsal.testing import FakeAuthority, VirtualClock
+from tests.failing_storage import FailingSaves
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -294,30 +294,6 @@ async def test_an_application_over_a_blocking_file_serves_tokens_and_counts_the_
 # -- a failed save with another process waiting; a holder that died --------------------------
 
 
-class FailingSaves:
-    """A Redis storage whose saves fail (its process's link broke after it took the lock)."""
-
-    def __init__(self, inner: RedisCacheStorage) -> None:
-        self.inner = inner
-        self.unlocks = 0
-
-    async def load(self, partition: str) -> bytes | None:
-        return await self.inner.load(partition)
-
-    async def update(self, partition: str, merge: Merge, *, ttl: float | None = None) -> None:
-        raise MsalTransportError("the save failed")
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def try_lock(self, name: str, ttl: float) -> str | None:
-        return await self.inner.try_lock(name, ttl)
-
-    async def unlock(self, name: str, token: str) -> None:
-        self.unlocks += 1
-        await self.inner.unlock(name, token)
-
-
 async def test_a_failed_save_still_releases_the_lock_for_the_process_waiting(
     fake: FakeAuthority, shared_redis: RedisServer
 ) -> None:
@@ -461,4 +437,20 @@ async def test_redis_refusing_the_credentials_is_a_configuration_error(
                 pass
         assert "refused" in str(caught.value)
         assert "not-the-password" not in str(caught.value)
+    assert fake.token_requests == []
+
+
+async def test_a_permission_error_is_a_configuration_error_even_for_root(
+    fake: FakeAuthority, tmp_path: Path
+) -> None:
+    """Root reads a mode-000 file: the refusal a normal user meets is raised by the OS here."""
+    storage = FileCacheStorage(tmp_path / "cache.bin")
+
+    def refused() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    storage._read_sync = refused  # type: ignore[assignment, method-assign]
+    with pytest.raises(MsalConfigurationError, match="permissions"):
+        async with app_of(fake, storage):
+            pass
     assert fake.token_requests == []

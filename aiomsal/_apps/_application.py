@@ -7,8 +7,8 @@ import math
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
-from types import MappingProxyType, TracebackType
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
@@ -20,6 +20,7 @@ from .._cache._storage import CacheStorage
 from .._cache._store import CachedToken
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock, SystemClock
+from .._concurrency._deadline import within
 from .._concurrency._refresher import BackgroundRefresher, Refresh
 from .._concurrency._singleflight import SingleFlight, inside_flight
 from .._concurrency._tasks import TaskRunner
@@ -37,35 +38,23 @@ from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthority
 from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
 from ._reporting import RequestReporter
+from ._shapes import RequestShape, scopes_once
 
 __all__ = ["ClientApplication"]
 
 #: Authority kinds that follow Entra ID's scope rules.
 ENTRA_KINDS = frozenset({"aad", "b2c", "ciam"})
 BEARER = "Bearer"
+#: Bound on the shared whole-second times (a few seconds' worth of distinct values).
+STAMP_LIMIT = 1024
 #: Bound on the memo from a call's (scopes, tenant) to its cache key.
 MEMO_LIMIT = 65_536
 #: Seconds a request to the authority may take (``timeout=None`` means this too).
 DEFAULT_TIMEOUT = 10.0
 
 FlightKey = tuple[AccessTokenKey, "str | None"]
+T = TypeVar("T")
 
-
-@dataclasses.dataclass(slots=True, eq=False)
-class RequestShape:
-    """What a user-token call's cache key needs besides the account or assertion.
-
-    One per (scopes, tenant) of the calls made, memoized: ``renew`` is the
-    background renewal of the on-behalf-of tokens of this shape
-    (``renew(token, assertion)``), made once, so that a token's schedule
-    holds no per-user tuple.
-    """
-
-    environment: str
-    realm: str
-    wanted: UserScopes
-    tenant: str | None = None
-    renew: Refresh | None = None
 
 _App = TypeVar("_App", bound="ClientApplication")
 
@@ -133,6 +122,8 @@ class ClientApplication:
         self._clock: Clock = clock or SystemClock()
         self._policy = RefreshPolicy(expiry_margin=expiry_margin, refresh_fraction=refresh_fraction)
         self._counters = Counters()
+        #: Seconds a call may take in all (discovery, metadata, token, retries).
+        self._timeout = timeout
         self._reporter = RequestReporter(self._counters)
         #: The realm of the authority's own keys (per-tenant counts before a key is known).
         self._default_realm = self.authority.path.strip("/").split("/", 1)[0]
@@ -152,20 +143,27 @@ class ClientApplication:
             session=http_session,
             timeout=timeout,
             verify=verify,
+            binding=self._runner.binding,
             proxies=proxies,
             trust_env=trust_env,
             app_headers=app_headers(app_name, app_version),
         )
+        self._runner.on_loop_end(self._transport.release_loop)
         self._resolver = AuthorityResolver(
             self._transport,
             self._runner,
             # None is MSAL's default, and means on.
             instance_discovery=instance_discovery is not False,
             validate_authority=validate_authority,
+            timeout=timeout,
         )
-        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(self._runner)
+        self._flights: SingleFlight[FlightKey, AuthenticationResult] = SingleFlight(
+            self._runner, timeout=timeout
+        )
         #: Misses by their call's arguments, before the key is known (see ``_acquire_for_client``).
-        self._calls: SingleFlight[Hashable, AuthenticationResult] = SingleFlight(self._runner)
+        self._calls: SingleFlight[Hashable, AuthenticationResult] = SingleFlight(
+            self._runner, timeout=timeout
+        )
         self._refresher = BackgroundRefresher(self._clock, self._runner, self._counters)
         if token_cache is not None and not isinstance(token_cache, SerializableTokenCache):
             raise MsalConfigurationError("token_cache must be an aiomsal.SerializableTokenCache")
@@ -173,7 +171,9 @@ class ClientApplication:
         #: The user token cache (signed-in users and on-behalf-of assertions).
         self._users = self.token_cache._users
         #: (scopes, tenant) of earlier user-token calls -> their validated shape.
-        self._shapes: dict[tuple[tuple[str, ...], str | None], RequestShape] = {}
+        self._shapes: dict[tuple[object, str | None], RequestShape] = {}
+        #: Recent whole-second times, so that tokens stored in the same second share them.
+        self._stamps: dict[int, int] = {}
         if max_cache_entries is not None:
             self.token_cache._app.set_limit(max_cache_entries)
             self._users.set_limit(max_cache_entries)
@@ -213,8 +213,11 @@ class ClientApplication:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel background refreshes and pending requests, and close connections."""
+        """End background work, pending calls and connections; later calls raise MsalError."""
         closed = MsalError("the application was closed")
+        self._forget_memos()  # hits go through the memos: without them they reach the check
+        self._refresher.clear()
+        self._runner.bind()  # from another running loop: a clear MsalError, nothing touched
         await self._runner.aclose()
         self._flights.abort(closed)
         self._calls.abort(closed)
@@ -229,26 +232,11 @@ class ClientApplication:
         With ``by_tenant``, ``tenants`` maps each tenant (the realm of its cache keys)
         to its own counters: which tenant of a fan-out worker is failing.
         """
-        c = self._counters
-        tenants = (
-            MappingProxyType({name: t.snapshot() for name, t in c.tenants.items()})
-            if by_tenant
-            else MappingProxyType({})
-        )
-        return CacheStatistics(
-            hits=c.hits,
-            # Callers that joined a call's flight missed too (the flight counted itself).
-            misses=c.misses + self._calls.coalesced,
-            coalesced=self._flights.coalesced + self._calls.coalesced,
-            requests_sent=c.requests_sent,
-            background_refreshes=c.background_refreshes,
-            refresh_failures=c.refresh_failures,
+        return self._counters.snapshot(
+            joined=self._calls.coalesced,
+            coalesced=self._flights.coalesced,
             cached_tokens=self._cached_tokens(),
-            storage_hits=c.storage_hits,
-            storage_errors=c.storage_errors,
-            skipped_entries=c.skipped_entries,
-            request_failures=c.request_failures,
-            tenants=tenants,
+            by_tenant=by_tenant,
         )
 
     def _cached_tokens(self) -> int:
@@ -259,6 +247,14 @@ class ClientApplication:
     def _check_open(self) -> None:
         if self._runner.closed:
             raise MsalError("the application is closed")
+
+    def _forget_memos(self) -> None:
+        """Drop the memos of the hit paths (the application is closing)."""
+        self._shapes.clear()
+
+    async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a call that may wait for the authority under the application's ``timeout``."""
+        return await within(self._timeout, call)
 
     def _sent_scopes(self, wanted: UserScopes) -> tuple[str, ...]:
         """What a user-flow request asks for: ``wanted`` plus the reserved scopes not excluded."""
@@ -285,21 +281,31 @@ class ClientApplication:
         """How the scopes of ``authority`` compare: exactly off Entra ID (RFC 6749 section 3.3)."""
         return {"entra": self._is_entra(authority), "case_sensitive": authority.kind == "oidc"}
 
-    async def _shape(self, scopes: Iterable[str], tenant: str | None) -> RequestShape:
-        """Validate a user-token call's scopes and resolve its authority, once per shape."""
+    def _known_shape(self, requested: object, tenant: str | None) -> RequestShape | None:
+        """The memo of :meth:`_shape`: a dictionary lookup (``requested``: :func:`scopes_once`)."""
         try:
-            return self._shapes[(tuple(scopes), tenant)]
-        except (KeyError, TypeError):
-            pass
+            return self._shapes.get((requested, tenant))
+        except TypeError:  # unhashable scopes: the validation will say what is wrong
+            return None
+
+    async def _shape(self, requested: object, tenant: str | None) -> RequestShape:
+        """Validate a user-token call's scopes and resolve its authority, once per shape.
+
+        ``requested``: the caller's scopes, read once (:func:`scopes_once`).
+        """
+        requested = scopes_once(requested)  # type: ignore[arg-type]
+        shape = self._known_shape(requested, tenant)
+        if shape is not None:
+            return shape
         self._check_open()
-        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         authority = self._target_authority(tenant)
-        wanted = user_scopes(requested, **self._scope_rules(authority))
+        wanted = user_scopes(requested, **self._scope_rules(authority))  # type: ignore[arg-type]
         resolved = await self._resolver.resolve(authority)
         shape = RequestShape(resolved.environment, self._realm(resolved), wanted, tenant)
+        self._check_open()  # closed meanwhile: leave no memo behind
         if len(self._shapes) >= MEMO_LIMIT:
             self._shapes.clear()
-        self._shapes[(tuple(requested), tenant)] = shape
+        self._shapes[(requested, tenant)] = shape
         return shape
 
     async def _acquire_missing(
@@ -346,20 +352,22 @@ class ClientApplication:
         token: CachedToken,
         current: Callable[[AccessTokenKey], CachedToken | None],
         fetch: Callable[[], Awaitable[AuthenticationResult]],
-    ) -> None:
+    ) -> bool:
         """Renew a token that is in use, unless it was replaced or removed meanwhile.
 
         A newer token another process stored is taken from the storage instead.
+        Returns whether it renewed the token (False: the token was gone).
         """
         key = token.key
         if current(key) is not token:
-            return
+            return False
         await self._flights.run(
             (key, None),
             lambda: self._fetch_via_storage(
                 key, lambda: self._cached(current(key), replacing=token), fetch, fresh=False
             ),
         )
+        return True
 
     async def _fetch_via_storage(
         self,
@@ -400,8 +408,15 @@ class ClientApplication:
         """
         report = self._reporter.start(request)
         response: HttpResponse | None = None
+
+        def not_sent() -> None:
+            self._counters.requests_sent -= 1
+            self._counters.tenant(report.tenant).requests_sent -= 1
+
+        # Taken back when it never left (no connection, or none free in time in the pool).
+        told = {"not_sent": not_sent} if isinstance(self._transport, AiohttpTransport) else {}
         try:
-            response = await self._transport.send(report.request)
+            response = await self._transport.send(report.request, **told)
             token = parse_token_response(response, self._clock.time())
         except MsalError as exc:
             self._reporter.end(report, response, exc)
@@ -419,8 +434,14 @@ class ClientApplication:
         identity: Identity | None = None,
     ) -> CachedToken:
         """A cache record for a fresh token, with its serving and refresh times."""
-        cached_at = int(requested_at)
+        # Tokens fetched in the same second (a cold burst) share these int objects.
+        stamps = self._stamps
+        if len(stamps) >= STAMP_LIMIT:
+            stamps.clear()
+        second = int(requested_at)
+        cached_at = stamps.setdefault(second, second)
         expires_on = cached_at + response.expires_in
+        expires_on = stamps.setdefault(expires_on, expires_on)
         refresh_at = self._policy.refresh_at(cached_at, expires_on, response.refresh_in)
         entry = AccessTokenEntry(
             key=key,
@@ -453,11 +474,11 @@ class ClientApplication:
         """
         counters = self._counters
         counters.hits += 1
-        counters.tenants[token.entry.key.realm].hits += 1
+        counters.tenants[token.key.realm].hits += 1
         token.touched = True
         if not token.used:
-            token.used = True
-            self._refresher.schedule(token, refresh, context)
+            # False from another thread's event loop: the application's own calls schedule it.
+            token.used = self._refresher.schedule(token, refresh, context)
         return token.result
 
     @staticmethod

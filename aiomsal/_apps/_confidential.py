@@ -13,7 +13,8 @@ from .._cache._entries import AccessTokenKey
 from .._cache._partitions import partition_of
 from .._cache._store import CachedToken
 from .._concurrency._refresher import Refresh
-from .._errors import MsalConfigurationError, MsalUiRequiredError
+from .._errors import MsalAssertionExpiredError, MsalConfigurationError, MsalUiRequiredError
+from .._protocol._assertion_lifetime import assertion_expiry, check_assertion_lifetime
 from .._protocol._claims import merge_claims
 from .._protocol._credentials import ClientCredential, credential_from_msal
 from .._protocol._grants._client_credentials import build_client_credentials_request
@@ -22,10 +23,11 @@ from .._protocol._region import choose_region, regional_token_endpoint
 from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import MEMO_LIMIT, ClientApplication, RequestShape
+from ._application import MEMO_LIMIT, ClientApplication
 from ._device_code import DeviceCodeFlows
 from ._long_running_obo import LongRunningOnBehalfOf
 from ._options import ApplicationOptions, with_application_options
+from ._shapes import RequestShape, scopes_once
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -64,6 +66,9 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         self._app_keys: dict[str | tuple[str, ...], AccessTokenKey] = {}
         #: ... and by (scopes, tenant) for calls with a tenant override.
         self._tenant_app_keys: dict[tuple[tuple[str, ...], str], AccessTokenKey] = {}
+        #: assertion hash -> its ``exp`` (None: unreadable), bounded like the cache.
+        self._assertion_expiry: dict[str, float | None] = {}
+        self._assertion_memo_limit = min(MEMO_LIMIT, options.get("max_cache_entries") or MEMO_LIMIT)
         # Bound once, so that scheduling a background refresh allocates no closure.
         self._refresh_client = self._refresh_client_token
 
@@ -83,14 +88,15 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         Served from the cache while it is valid; concurrent callers that miss
         the cache for the same scopes share one request. ``tenant`` overrides
         the authority's tenant for this call (a multi-tenant worker).
-        ``claims_challenge`` and ``force_refresh`` skip the cache.
+        ``claims_challenge`` and ``force_refresh`` skip the cache. ``timeout=``
+        (the application's) bounds the whole call, retries included.
         """
+        requested: Any = scopes_once(scopes)  # a generator is read here, once
         try:
             if tenant is None:
-                requested = tuple(scopes)
                 key = self._app_keys[requested[0] if len(requested) == 1 else requested]
             else:
-                key = self._tenant_app_keys[(tuple(scopes), tenant)]
+                key = self._tenant_app_keys[(requested, tenant)]
         except (KeyError, TypeError, IndexError):
             pass
         else:
@@ -99,11 +105,19 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
                 token = self._app_tokens.get(key)
                 if token is not None and token.serve_until > self._clock.time():
                     return self._serve(token, self._refresh_client, tenant)
-        return await self._acquire_for_client(scopes, tenant, claims_challenge, force_refresh)
+        return await self._bounded(
+            lambda: self._acquire_for_client(requested, tenant, claims_challenge, force_refresh)
+        )
+
+    def _forget_memos(self) -> None:
+        super()._forget_memos()
+        self._app_keys.clear()
+        self._tenant_app_keys.clear()
+        self._assertion_expiry.clear()
 
     async def _acquire_for_client(
         self,
-        scopes: Iterable[str],
+        requested: object,
         tenant: str | None,
         claims: str | None,
         force_refresh: bool,
@@ -116,7 +130,6 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         metadata and the token request, and the request is not queued behind them).
         """
         self._check_open()
-        requested = tuple(scopes) if not isinstance(scopes, (str, bytes)) else scopes
         call = (requested, tenant, claims, force_refresh)
         try:
             joined = self._calls.join(call)
@@ -134,15 +147,21 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
 
     async def _acquire_client_call(
         self,
-        requested: Iterable[str],
+        requested: object,
         tenant: str | None,
         claims: str | None,
         force_refresh: bool,
     ) -> AuthenticationResult:
         self._check_open()
         authority = self._target_authority(tenant)
-        normalized = client_credentials_scopes(requested, **self._scope_rules(authority))
+        normalized = client_credentials_scopes(
+            requested,  # type: ignore[arg-type]  # validated there
+            **self._scope_rules(authority),
+        )
+        # Checked before any request, as on-behalf-of does: a malformed challenge is an error.
+        merge_claims(claims, ())
         resolved = await self._resolver.resolve(authority)
+        self._check_open()  # closed meanwhile: leave no memo behind
         key = AccessTokenKey(
             environment=resolved.environment,
             client_id=self.client_id,
@@ -151,7 +170,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             user_assertion_hash="",
             target=target_key(normalized, case_sensitive=authority.kind == "oidc"),
         )
-        self._remember_app_key(tuple(requested), tenant, key)
+        self._remember_app_key(tuple(requested), tenant, key)  # type: ignore[arg-type]
         if claims is None and not force_refresh:
             token = self._app_tokens.get(key)
             if token is not None and token.serve_until > self._clock.time():
@@ -177,10 +196,10 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             memo.clear()
         memo[memo_key] = key
 
-    async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> None:
+    async def _refresh_client_token(self, token: CachedToken, tenant: str | None) -> bool:
         """Renew an application token in the background (``tenant``: the call's override)."""
         key, scopes = token.key, token.scopes
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token,
             self._app_tokens.get,
             lambda: self._fetch_client_token(key, scopes, tenant, None),
@@ -202,11 +221,8 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             scopes=scopes,
             # The assertion's audience stays the global endpoint, as MSAL's does.
             client_auth=await self._client_auth(token_endpoint, requested_at),
-            claims=(
-                merge_claims(claims, self.client_capabilities)
-                if self.client_capabilities
-                else claims
-            ),
+            # The challenge with the client's capabilities (xms_cc), as every grant sends them.
+            claims=merge_claims(claims, self.client_capabilities),
         )
         response = await self._send_token_request(request)
         token = self._new_token(key, response, requested_at=requested_at, scopes=scopes)
@@ -230,7 +246,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         User and on-behalf-of tokens stay. With a cache storage, the
         partitions of the tenants whose tokens were held are deleted there too.
         """
-        keys = [t.entry.key for t in self._app_tokens if t.entry.key.client_id == self.client_id]
+        keys = [t.key for t in self._app_tokens if t.key.client_id == self.client_id]
         for key in keys:
             self._app_tokens.remove(key)
         if self._persistence is not None:
@@ -265,11 +281,70 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         assertion is a cache hit. On a miss the refresh token obtained through
         the on-behalf-of grant is tried first, then the grant itself.
         Concurrent misses for one (assertion, scopes) share one request.
+
+        An assertion whose ``exp`` has passed (read without verification, with
+        five minutes of clock skew, on the application's clock) is refused with
+        :class:`MsalAssertionExpiredError` before the cache or a refresh token
+        is consulted.
         """
         if not isinstance(user_assertion, str) or not user_assertion:
             raise MsalConfigurationError("user_assertion must be the incoming access token")
         assertion_hash = user_assertion_hash(user_assertion)
-        prefix = await self._shape(scopes, tenant)
+        self._check_assertion(user_assertion, assertion_hash)
+        requested = scopes_once(scopes)  # a generator is read here, once
+        prefix = self._known_shape(requested, tenant)
+        if prefix is not None and claims_challenge is None and not force_refresh:
+            # The hit path: dictionary lookups and a clock read, nothing that suspends.
+            wanted = prefix.wanted
+            key = AccessTokenKey(
+                prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
+            )
+            token = self._users.get(key)
+            if token is None or token.serve_until <= self._clock.time():
+                token = self._users.find(key, wanted.canonical, self._clock.time())
+            if token is not None:
+                renew = prefix.renew or self._obo_renewal(prefix)
+                return self._serve(token, renew, user_assertion)
+        return await self._bounded(
+            lambda: self._obo(
+                user_assertion, assertion_hash, requested, claims_challenge, force_refresh, tenant
+            )
+        )
+
+    def _check_assertion(self, user_assertion: str, assertion_hash: str) -> None:
+        """Refuse an expired incoming assertion (the one check a long-running OBO skips).
+
+        Its ``exp`` is read once per assertion and remembered (bounded like the
+        cache), so that a hit does not decode the token again.
+        """
+        memo = self._assertion_expiry
+        try:
+            expires_at = memo[assertion_hash]
+        except KeyError:
+            expires_at = assertion_expiry(user_assertion)
+            if len(memo) >= self._assertion_memo_limit:
+                memo.clear()
+            memo[assertion_hash] = expires_at
+        check_assertion_lifetime(expires_at, self._clock.time())
+
+    def _assertion_expired(self, user_assertion: str) -> bool:
+        try:
+            self._check_assertion(user_assertion, user_assertion_hash(user_assertion))
+        except MsalAssertionExpiredError:
+            return True
+        return False
+
+    async def _obo(
+        self,
+        user_assertion: str,
+        assertion_hash: str,
+        requested: object,
+        claims_challenge: str | None,
+        force_refresh: bool,
+        tenant: str | None,
+    ) -> AuthenticationResult:
+        """On-behalf-of past the hit path: the shape, the cache once more, then a flight."""
+        prefix = await self._shape(requested, tenant)
         wanted = prefix.wanted
         key = AccessTokenKey(
             prefix.environment, self.client_id, prefix.realm, "", assertion_hash, wanted.target
@@ -297,10 +372,12 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
 
     async def _refresh_obo_token(
         self, prefix: RequestShape, token: CachedToken, assertion: str
-    ) -> None:
+    ) -> bool:
         """Renew an on-behalf-of token in the background (its refresh token first)."""
+        if self._assertion_expired(assertion):
+            return False  # not on behalf of a user whose token has expired
         key, tenant = token.key, prefix.tenant
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._fetch_obo(key, assertion, prefix, tenant, None)
         )
 

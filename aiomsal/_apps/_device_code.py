@@ -15,7 +15,7 @@ from .._protocol._device_flow import (
     next_interval,
     parse_device_code_response,
 )
-from .._protocol._scopes import user_scopes
+from .._protocol._scopes import UserScopes, user_scopes
 from .._result import AuthenticationResult
 from ._user_flows import UserFlowApplication
 
@@ -39,6 +39,11 @@ class DeviceCodeFlows(UserFlowApplication):
                 "initiate_device_flow() needs scopes, such as ['User.Read']"
             )
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
+        return await self._bounded(lambda: self._initiate_device_flow(wanted, claims_challenge))
+
+    async def _initiate_device_flow(
+        self, wanted: UserScopes, claims_challenge: str | None
+    ) -> DeviceFlow:
         resolved = await self._resolver.resolve(self.authority)
         endpoint = resolved.metadata.device_authorization_endpoint
         if endpoint is None:
@@ -64,13 +69,14 @@ class DeviceCodeFlows(UserFlowApplication):
 
         ``flow`` is a :class:`DeviceFlow` or its :meth:`~DeviceFlow.to_dict`.
         Polls at the server's interval (slower after ``slow_down``) on the
-        application's clock. Cancel it with an anyio cancel scope: the polling
+        application's clock (each poll bounded by ``timeout=``; the whole by
+        the code's expiry). Cancel it with an anyio cancel scope: the polling
         runs in the calling task, so nothing is left behind.
         """
         self._check_open()
         if not isinstance(flow, DeviceFlow):
             flow = DeviceFlow.from_dict(flow)
-        resolved = await self._resolver.resolve(self.authority)
+        resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         wanted = user_scopes(flow.scopes, **self._scope_rules(self.authority))
         interval = flow.interval
         while True:

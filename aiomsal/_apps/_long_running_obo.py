@@ -23,7 +23,7 @@ from .._cache._store import CachedToken
 from .._errors import MsalConfigurationError, MsalUiRequiredError
 from .._protocol._grants._user_grants import build_obo_request
 from .._result import AuthenticationResult
-from ._application import RequestShape
+from ._shapes import RequestShape
 from ._user_flows import UserFlowApplication
 
 __all__ = ["LongRunningOnBehalfOf"]
@@ -113,7 +113,7 @@ class LongRunningOnBehalfOf(UserFlowApplication):
         tokens = self._users.partition_tokens(partition)
         found = bool(tokens) or self._users.refresh_token(partition) is not None
         for token in tokens:
-            self._users.remove(token.entry.key)
+            self._users.remove(token.key)
         self._users.remove_refresh_token(partition)
         if self._persistence is not None:
             await self._persistence.forget(user_partition(partition))
@@ -165,11 +165,11 @@ class LongRunningOnBehalfOf(UserFlowApplication):
 
     async def _refresh_session(
         self, token: CachedToken, context: tuple[RequestShape, str | None]
-    ) -> None:
+    ) -> bool:
         """Renew a session's token in the background with its refresh token."""
         shape, tenant = context
-        key = token.entry.key
-        await self._refresh_in_background(
+        key = token.key
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._session_refresh(key, shape, tenant, None)
         )
 

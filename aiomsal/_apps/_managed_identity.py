@@ -232,10 +232,12 @@ class ManagedIdentityClient(ClientApplication):
                 return False
         return not (response.status == 403 and b"unreachable" in response.body.lower())
 
-    async def _refresh_token(self, token: CachedToken, _context: object) -> None:
+    async def _refresh_token(self, token: CachedToken, _context: object) -> bool:
         """Renew a managed identity token in the background."""
-        key = token.entry.key
-        await self._refresh_in_background(token, self._tokens.get, lambda: self._fetch(key, None))
+        key = token.key
+        return await self._refresh_in_background(
+            token, self._tokens.get, lambda: self._fetch(key, None)
+        )
 
     async def _fetch(self, key: AccessTokenKey, claims: str | None) -> AuthenticationResult:
         resource = key.target
@@ -246,7 +248,7 @@ class ManagedIdentityClient(ClientApplication):
             resource,
             claims=claims,
             client_capabilities=self.client_capabilities,
-            cached_token=cached.entry.secret if cached is not None else None,
+            cached_token=cached.secret if cached is not None else None,
         )
         requested_at = self._clock.time()
         if self.source.kind == "imds":

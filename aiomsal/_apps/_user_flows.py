@@ -43,7 +43,8 @@ from .._protocol._scopes import UserScopes, granted_scopes, user_scopes
 from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
-from ._application import ClientApplication, RequestShape
+from ._application import ClientApplication
+from ._shapes import RequestShape, scopes_once
 
 __all__ = ["UserFlowApplication"]
 
@@ -78,6 +79,7 @@ class UserFlowApplication(ClientApplication):
 
         ``account`` is an :class:`Account` or MSAL's account dict.
         """
+        self._check_open()
         account = as_account(account)
         environment = canonical_environment(account.environment)
         self._users.remove_account(account.home_account_id, {environment})
@@ -114,14 +116,31 @@ class UserFlowApplication(ClientApplication):
         self._check_open()
         if not account:
             return None
-        if not isinstance(account, Account):
-            account = Account.from_dict(account)
+        account = as_account(account)
         if authority is not None and parse_authority(authority) != self.authority:
             raise MsalConfigurationError(
                 "acquire_token_silent() uses the application's authority; "
                 "pass tenant= for another tenant"
             )
-        shape = await self._shape(scopes, tenant)
+        requested = scopes_once(scopes)  # a generator is read here, once
+        shape = self._known_shape(requested, tenant)
+        if shape is not None and claims_challenge is None and not force_refresh:  # a hit?
+            key = AccessTokenKey(
+                shape.environment, self.client_id, shape.realm, account.home_account_id, "",
+                shape.wanted.target,
+            )
+            token = self._users.find(key, shape.wanted.canonical, self._clock.time())
+            if token is not None:
+                return self._serve(token, self._refresh_user_token, shape)
+        return await self._bounded(
+            lambda: self._silent(requested, account, claims_challenge, force_refresh, tenant)
+        )
+
+    async def _silent(  # past the hit path: the shape, the cache, the storage, a flight
+        self, requested: object, account: Account, claims_challenge: str | None,
+        force_refresh: bool, tenant: str | None,
+    ) -> AuthenticationResult | None:
+        shape = await self._shape(requested, tenant)
         environment, realm, wanted = shape.environment, shape.realm, shape.wanted
         key = AccessTokenKey(
             environment, self.client_id, realm, account.home_account_id, "", wanted.target
@@ -151,10 +170,10 @@ class UserFlowApplication(ClientApplication):
             fresh=claims_challenge is not None or force_refresh,
         )
 
-    async def _refresh_user_token(self, token: CachedToken, shape: RequestShape) -> None:
+    async def _refresh_user_token(self, token: CachedToken, shape: RequestShape) -> bool:
         """Renew a signed-in user's token in the background with the refresh token."""
         key, wanted, tenant = token.key, shape.wanted, shape.tenant
-        await self._refresh_in_background(
+        return await self._refresh_in_background(
             token, self._users.get, lambda: self._redeem_refresh_token(key, wanted, tenant, None)
         )
 
@@ -203,7 +222,7 @@ class UserFlowApplication(ClientApplication):
         """
         self._check_open()
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
-        resolved = await self._resolver.resolve(self.authority)
+        resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return initiate_auth_code_flow(
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
@@ -259,7 +278,7 @@ class UserFlowApplication(ClientApplication):
         """
         self._check_open()
         wanted = user_scopes(scopes, **self._scope_rules(self.authority))
-        resolved = await self._resolver.resolve(self.authority)
+        resolved = await self._bounded(lambda: self._resolver.resolve(self.authority))
         return build_authorization_url(
             resolved.metadata.authorization_endpoint,
             client_id=self.client_id,
@@ -391,33 +410,36 @@ class UserFlowApplication(ClientApplication):
         """Send one user-grant request and store what it returns.
 
         ``write_through``: save to the cache storage now (a sign-in; silent and
-        on-behalf-of acquisitions save through their coalescing path instead).
+        on-behalf-of acquisitions save through their coalescing path instead),
+        all of it within ``timeout=`` (inside a flight, the flight's deadline).
         """
-        if resolved is None:
-            resolved = await self._resolver.resolve(self._target_authority(tenant))
-        endpoint = resolved.metadata.token_endpoint
-        requested_at = self._clock.time()
-        merged = merge_claims(claims, self.client_capabilities) if merge else claims
-        request: HttpRequest = build(
-            endpoint, await self._client_auth(endpoint, requested_at), merged
-        )
-        response = await self._send_token_request(request)
-        token = self._store_user_tokens(
-            response,
-            resolved=resolved,
-            wanted=wanted,
-            requested_at=requested_at,
-            nonce=nonce,
-            assertion_hash=assertion_hash,
-        )
-        if write_through:
-            await self._write_through(token.key)
-        return self._result(
-            token,
-            source="identity_provider",
-            correlation_id=response.correlation_id,
-            response=response,
-        )
+        async def redeem() -> AuthenticationResult:
+            found = resolved or await self._resolver.resolve(self._target_authority(tenant))
+            endpoint = found.metadata.token_endpoint
+            requested_at = self._clock.time()
+            merged = merge_claims(claims, self.client_capabilities) if merge else claims
+            request: HttpRequest = build(
+                endpoint, await self._client_auth(endpoint, requested_at), merged
+            )
+            response = await self._send_token_request(request)
+            token = self._store_user_tokens(
+                response,
+                resolved=found,
+                wanted=wanted,
+                requested_at=requested_at,
+                nonce=nonce,
+                assertion_hash=assertion_hash,
+            )
+            if write_through:
+                await self._write_through(token.key)
+            return self._result(
+                token,
+                source="identity_provider",
+                correlation_id=response.correlation_id,
+                response=response,
+            )
+
+        return await self._bounded(redeem)
 
     def _store_user_tokens(
         self,

@@ -9,7 +9,7 @@ from .._result import AuthenticationResult
 from ._entries import AccessTokenEntry, AccessTokenKey, Identity
 from ._eviction import EvictionRing
 
-__all__ = ["CachedToken", "TokenStore"]
+__all__ = ["CachedToken", "TokenStore", "release"]
 
 
 class CachedToken:
@@ -98,7 +98,11 @@ class CachedToken:
 
     @property
     def entry(self) -> AccessTokenEntry:
-        """The token as MSAL's schema describes it (built on demand, for cold paths)."""
+        """The token as MSAL's schema describes it, built anew on each access.
+
+        For cold paths only (serialization, tests): a hit path reads ``key``,
+        ``result`` and the timing slots, which allocate nothing.
+        """
         result, extras = self.result, self.extras
         return AccessTokenEntry(
             key=self.key,
@@ -147,6 +151,14 @@ class _Extras(NamedTuple):
     identity: Identity | None
 
 
+def release(token: CachedToken | None) -> None:
+    """A token left the cache (evicted, replaced, removed): the refresh schedule lets go of
+    what it would renew it with (for on-behalf-of, the incoming assertion) at once, and
+    skips the token when its time comes."""
+    if token is not None:
+        token.renew = token.context = None
+
+
 class TokenStore:
     """Access tokens indexed by their full key.
 
@@ -169,7 +181,10 @@ class TokenStore:
         return self._access.get(key)
 
     def put(self, token: CachedToken) -> None:
+        replaced = self._access.get(token.key)
         self._access[token.key] = token
+        if replaced is not token:
+            release(replaced)
         self.version += 1
         self._ring.admit(
             token,
@@ -184,14 +199,15 @@ class TokenStore:
         self._ring.limit = EvictionRing(max_entries).limit
 
     def remove(self, key: AccessTokenKey) -> None:
-        if self._access.pop(key, None) is not None:
+        if (token := self._access.pop(key, None)) is not None:
+            release(token)
             self.version += 1
 
     def remove_expired(self, now: float) -> int:
         """Drop tokens that can no longer be served; return how many."""
         expired = [key for key, token in self._access.items() if token.serve_until <= now]
         for key in expired:
-            del self._access[key]
+            release(self._access.pop(key))
         self.version += bool(expired)
         return len(expired)
 
@@ -199,6 +215,8 @@ class TokenStore:
         return iter(list(self._access.values()))
 
     def clear(self) -> None:
+        for token in self._access.values():
+            release(token)
         self._access.clear()
         self._ring.clear()
         self.version += 1

@@ -15,7 +15,7 @@ from .._result import Account
 from ._entries import AccessTokenKey, Identity, PartitionKey, RefreshTokenEntry
 from ._environment import is_issuer_environment
 from ._eviction import EvictionRing
-from ._store import CachedToken
+from ._store import CachedToken, release
 
 __all__ = ["UserTokenStore"]
 
@@ -71,7 +71,10 @@ class UserTokenStore:
             partition = partition or key.partition
             held = self._partitions.get(partition)
             self._partitions[partition] = key if held is None else (*_keys(held), key)
+        replaced = self._access.get(key)
         self._access[key] = token
+        if replaced is not token:
+            release(replaced)
         self.version += 1
         self._ring.admit(
             token,
@@ -104,8 +107,9 @@ class UserTokenStore:
             self.version += 1
 
     def remove(self, key: AccessTokenKey) -> None:
-        if self._access.pop(key, None) is None:
+        if (token := self._access.pop(key, None)) is None:
             return
+        release(token)
         self.version += 1
         partition = key.partition
         keys = tuple(k for k in _keys(self._partitions[partition]) if k != key)
@@ -129,6 +133,8 @@ class UserTokenStore:
         return [(environment, identity) for (_, environment), identity in self._accounts.items()]
 
     def clear(self) -> None:
+        for token in self._access.values():
+            release(token)
         self._access.clear()
         self._partitions.clear()
         self._refresh.clear()

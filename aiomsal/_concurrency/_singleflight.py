@@ -8,9 +8,10 @@ from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 from .._errors import MsalError
+from ._deadline import deadline_in, until
 from ._tasks import TaskRunner
 
-__all__ = ["SingleFlight", "current_waiters", "inside_flight"]
+__all__ = ["SingleFlight", "current_waiters", "inside_flight", "own_copy"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -35,7 +36,7 @@ class _Flight(Generic[T]):
         for future in joined:
             if not future.done():  # a cancelled caller's future is done already
                 if self.error is not None:
-                    future.set_exception(self.error)
+                    future.set_exception(own_error(self.error))
                 else:
                     future.set_result(self.result)  # type: ignore[arg-type]
 
@@ -73,13 +74,24 @@ class SingleFlight(Generic[K, T]):
     stops waiting without cancelling the call for the others. A failure
     reaches every waiter of that flight and is forgotten: the next call for
     the key starts a new flight. Keys never wait on each other.
+
+    Each waiter of a failed flight gets an exception of its own, chained to
+    the flight's (so no traceback grows with the number of waiters, and no
+    caller sees another's as ``__context__``). Flights of an event loop that
+    ended are dropped when the runner moves to a new loop. With ``timeout``,
+    each flight fails with :class:`MsalTransportError` after that many
+    seconds (real time), or at the deadline of the call that started it if
+    that comes sooner (so that its callers get the flight's own, more telling
+    error rather than their deadline's).
     """
 
-    def __init__(self, runner: TaskRunner) -> None:
+    def __init__(self, runner: TaskRunner, *, timeout: float | None = None) -> None:
         self._runner = runner
+        self._timeout = timeout
         self._flights: dict[K, _Flight[T]] = {}
         #: Callers that joined a flight another caller started.
         self.coalesced = 0
+        runner.binding.on_move(self._flights.clear)
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -90,6 +102,7 @@ class SingleFlight(Generic[K, T]):
         Passing ``args`` rather than a closure spares each waiter that joins a
         flight the closure it would never call.
         """
+        self._runner.bind()
         flight = self._flights.get(key)
         if flight is None:
             flight = self.start(key, call, *args)
@@ -101,7 +114,7 @@ class SingleFlight(Generic[K, T]):
         finally:
             flight.waiters -= 1
         if flight.error is not None:
-            raise flight.error
+            raise own_copy(flight.error) from flight.error
         return flight.result  # type: ignore[return-value]
 
     def join(self, key: K) -> asyncio.Future[T] | None:
@@ -112,6 +125,7 @@ class SingleFlight(Generic[K, T]):
         cancels only its own future. A cold burst's thousands of waiters
         take this path.
         """
+        self._runner.bind()
         flight = self._flights.get(key)
         if flight is None:
             return None
@@ -124,8 +138,10 @@ class SingleFlight(Generic[K, T]):
         """Start a flight for ``key`` unless one runs; return the running one."""
         flight = self._flights.get(key)
         if flight is None:
-            flight = self._flights[key] = _Flight()
-            self._runner.spawn(self._execute, key, flight, call, args)
+            flight = _Flight()
+            deadline = None if self._timeout is None else deadline_in(self._timeout)
+            self._runner.spawn(self._execute, key, flight, call, args, deadline)
+            self._flights[key] = flight
         return flight
 
     def abort(self, error: MsalError) -> None:
@@ -137,11 +153,19 @@ class SingleFlight(Generic[K, T]):
                 flight.settle()
 
     async def _execute(
-        self, key: K, flight: _Flight[T], call: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+        self,
+        key: K,
+        flight: _Flight[T],
+        call: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        deadline: float | None,
     ) -> None:
         _running.set((*_running.get(), flight))  # this task's own context
         try:
-            flight.result = await call(*args)
+            if deadline is None or self._timeout is None:
+                flight.result = await call(*args)
+            else:
+                flight.result = await until(deadline, lambda: call(*args), self._timeout)
         except Exception as exc:
             flight.error = exc
         except BaseException:
@@ -151,3 +175,32 @@ class SingleFlight(Generic[K, T]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             flight.settle()
+
+
+def own_copy(error: BaseException) -> BaseException:
+    """A new exception like ``error`` (same type, arguments and attributes), without its traces.
+
+    Each waiter of a failed flight raises its own copy ``from`` the shared
+    one, so tracebacks and ``__context__`` stay each caller's own.
+    """
+    cls = type(error)
+    try:
+        clone = cls.__new__(cls, *error.args)
+        clone.args = error.args
+        state = getattr(error, "__dict__", None)
+        if state:
+            clone.__dict__.update(state)
+            notes = state.get("__notes__")
+            if isinstance(notes, list):
+                clone.__dict__["__notes__"] = list(notes)
+    except Exception:  # an exotic exception type: wrap what it says instead
+        return MsalError(f"{cls.__name__}: {error}")
+    return clone
+
+
+def own_error(error: BaseException) -> BaseException:
+    """:func:`own_copy` chained to ``error``, as ``raise copy from error`` would chain it."""
+    clone = own_copy(error)
+    clone.__cause__ = error
+    clone.__suppress_context__ = True
+    return clone

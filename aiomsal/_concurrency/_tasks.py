@@ -12,12 +12,17 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._errors import MsalError
+from ._deadline import no_deadline
+from ._loop_binding import LoopBinding
 
 __all__ = ["TaskRunner"]
 
 _log = logging.getLogger("aiomsal")
 
 _Job = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
+
+#: Seconds the end-of-loop cleanup (closing connections) may take.
+_CLEANUP_SECONDS = 2.0
 
 
 class TaskRunner:
@@ -27,40 +32,67 @@ class TaskRunner:
     starts with the first job. Hosting the group in its own task (rather than
     in the task that entered ``async with app:``) lets any task start jobs and
     lets an application used without ``async with`` work the same way.
+
+    The runner is bound to one event loop at a time (:attr:`binding`). When
+    that loop ends (``asyncio.run()`` returns, cancelling the supervisor), the
+    callbacks given to :meth:`on_loop_end` release what is bound to it
+    (connections); the next use from a new loop starts a new supervisor there.
     """
 
     def __init__(self) -> None:
+        self.binding = LoopBinding()
         self._group: TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._pending: list[_Job] = []
         self._closed = False
+        self._loop_end: list[Callable[[], Awaitable[None]]] = []
+        self.binding.on_move(self._forget_old_loop)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    def bind(self) -> None:
+        """Make sure the running loop is this runner's (see :class:`LoopBinding`)."""
+        self.binding.bind()
+
+    def on_loop_end(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Await ``cleanup()`` when the loop the runner works on ends without :meth:`aclose`."""
+        self._loop_end.append(cleanup)
+
     def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Start ``fn(*args)`` in the background; errors it raises are logged."""
         if self._closed:
             raise MsalError("the application is closed")
+        loop = self.binding.bind()
         if self._group is not None:
             self._group.start_soon(self._guard, fn, *args)
             return
         self._pending.append((fn, args))
-        if self._supervisor is None:
-            self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = loop.create_task(self._supervise())
 
     async def aclose(self) -> None:
         """Cancel every task and wait until they have ended. Idempotent."""
         self._closed = True
         self._pending.clear()
+        if self._supervisor is None:
+            return
+        self.binding.bind()  # a supervisor of an ended loop is dropped here
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
 
+    def _forget_old_loop(self) -> None:
+        """The loop ended: its supervisor and task group are gone with it."""
+        self._group = None
+        self._supervisor = None
+        self._pending.clear()
+
     async def _supervise(self) -> None:
+        group: TaskGroup | None = None
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
@@ -69,10 +101,18 @@ class TaskRunner:
                 self._pending.clear()
                 await anyio.sleep_forever()
         finally:
-            self._group = None
+            if self._group is group:
+                self._group = None
+            if not self._closed:
+                # Cancelled without aclose(): the event loop is ending (asyncio.run returns).
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
+                    for cleanup in self._loop_end:
+                        await self._guard(cleanup)
 
     @staticmethod
     async def _guard(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # A background task outlives the call that started it: not that call's deadline.
+        no_deadline()
         try:
             await fn(*args)
         except Exception:  # a background task must never tear down the group

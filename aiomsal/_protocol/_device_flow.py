@@ -229,6 +229,8 @@ def build_device_token_request(
         form["claims"] = flow.claims
     if client_auth:
         form.update(client_auth)
+    # Resendable: until the user has signed in a poll changes nothing, and once the code
+    # is spent a resend can only fail as the lost answer's absence would anyway.
     return HttpRequest("POST", token_endpoint, form=form, throttle=False)
 
 

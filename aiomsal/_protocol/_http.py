@@ -31,6 +31,10 @@ class HttpRequest:
     form: Mapping[str, str] | None = field(default=None, repr=False)
     #: Whether a throttled answer to this request is remembered (token requests).
     throttle: bool = False
+    #: Whether it may be sent again after it may have reached the server (False for
+    #: grants that are spent once redeemed: an authorization code, a refresh token that
+    #: may rotate). Such a request is resent only when it never left.
+    resendable: bool = True
 
     def throttle_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         """Identify this request for the throttling memory (secrets included, never shown)."""

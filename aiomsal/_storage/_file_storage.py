@@ -34,7 +34,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,16 +42,18 @@ import anyio.to_thread
 from .._cache._storage import Merge
 from .._concurrency._clock import Clock, SystemClock
 from .._errors import MsalConfigurationError, MsalError, MsalTransportError
+from ._file_locks import (
+    HAVE_FLOCK,
+    LockRecord,
+    apply_records,
+    open_lock_file,
+    poll_flock,
+    write_all,
+)
+from ._queued import LockQueue
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    _HAVE_FLOCK = False
-else:
-    _HAVE_FLOCK = True
 
 __all__ = ["FileCacheStorage"]
 
@@ -138,7 +140,7 @@ class FileCacheStorage:
         operation_timeout: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
-        if not _HAVE_FLOCK:  # pragma: no cover - Windows
+        if not HAVE_FLOCK:  # pragma: no cover - Windows
             raise MsalConfigurationError(
                 "FileCacheStorage needs fcntl.flock, available on Linux, macOS and other "
                 "POSIX systems only; use another cache storage on this platform"
@@ -171,6 +173,21 @@ class FileCacheStorage:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._write_lock = anyio.Lock()
         self._record_lock = anyio.Lock()
+        #: Updates waiting for the writer, and lock records waiting for the guard:
+        #: the next holder does them all in one round.
+        self._writes: LockQueue[_Write] = LockQueue(
+            self._write_lock, self._write_batch,
+            f"token cache file {self._path!r}: the write was interrupted",
+        )
+        #: Concurrent loads share one read of the file (loads take no flock).
+        self._reads: LockQueue[None] = LockQueue(
+            anyio.Lock(), self._read_round,
+            f"token cache file {self._path!r}: the read was interrupted",
+        )
+        self._records: LockQueue[LockRecord] = LockQueue(
+            self._record_lock, self._record_batch,
+            f"token cache file {self._path!r}: a lock record was interrupted",
+        )
         self._warned: tuple[int, int, int] | None = None
         self._swept = False
         self._closed = False
@@ -194,10 +211,9 @@ class FileCacheStorage:
     async def load(self, partition: str) -> bytes | None:
         """The stored bytes of ``partition``, or None (absent or expired)."""
         self._check_open()
-        try:
-            parts = await self._io(self._read_sync)
-        except _CorruptFile as corrupt:
-            self._corrupt(corrupt, "treating it as empty")
+        parts = await self._read_shared()
+        if isinstance(parts, _CorruptFile):
+            self._corrupt(parts, "treating it as empty")
             return None
         stored = parts.get(partition)
         if stored is None or self._expired(stored[1]):
@@ -207,10 +223,9 @@ class FileCacheStorage:
     async def partitions(self, prefix: str) -> list[str]:
         """The names of the stored (unexpired) partitions that start with ``prefix``."""
         self._check_open()
-        try:
-            parts = await self._io(self._read_sync)
-        except _CorruptFile as corrupt:
-            self._corrupt(corrupt, "treating it as empty")
+        parts = await self._read_shared()
+        if isinstance(parts, _CorruptFile):
+            self._corrupt(parts, "treating it as empty")
             return []
         return [
             name for name, (_, expires_at) in parts.items()
@@ -221,25 +236,44 @@ class FileCacheStorage:
         """Store ``merge(current)`` in ``partition`` (None deletes it), holding the file's lock.
 
         ``merge`` runs in the event loop (not in a thread) while the lock is held.
+        The updates waiting for this storage's writer when it is free go into one
+        rewrite of the file (in the order they came), so that a burst of saves
+        costs a few writes, not one each.
         """
         self._check_open()
-        async with self._write_lock:
-            self._check_open()
-            async with self._flocked(self._lock_path):
-                try:
-                    parts = await self._io(self._read_sync)
-                except _CorruptFile as corrupt:
-                    self._corrupt(corrupt, "it will be replaced")
-                    parts = {}
-                now = self._clock.time()
-                parts = {k: v for k, v in parts.items() if v[1] is None or v[1] >= now}
-                current = parts.get(partition)
-                new = merge(current[0] if current is not None else None)
+        await self._writes.submit(_Write(partition, merge, ttl), self._check_open)
+
+    async def _read_shared(self) -> _Partitions | _CorruptFile:
+        """The file's partitions, read once for every reader waiting at the moment."""
+        result: _Partitions | _CorruptFile = await self._reads.submit(None, self._check_open)
+        return result
+
+    async def _read_round(self, batch: list[None]) -> list[_Partitions | _CorruptFile]:
+        try:
+            parts: _Partitions | _CorruptFile = await self._io(self._read_sync)
+        except _CorruptFile as corrupt:
+            parts = corrupt
+        return [parts] * len(batch)
+
+    async def _write_batch(self, batch: list[_Write]) -> list[None]:
+        async with self._flocked(self._lock_path):
+            try:
+                parts = await self._io(self._read_sync)
+            except _CorruptFile as corrupt:
+                self._corrupt(corrupt, "it will be replaced")
+                parts = {}
+            now = self._clock.time()
+            parts = {k: v for k, v in parts.items() if v[1] is None or v[1] >= now}
+            for write in batch:
+                current = parts.get(write.partition)
+                new = write.merge(current[0] if current is not None else None)
                 if new is None:
-                    parts.pop(partition, None)
+                    parts.pop(write.partition, None)
                 else:
-                    parts[partition] = (bytes(new), None if ttl is None else now + ttl)
-                await self._io(self._write_sync, parts)
+                    expires_at = None if write.ttl is None else now + write.ttl
+                    parts[write.partition] = (bytes(new), expires_at)
+            await self._io(self._write_sync, parts)
+        return [None] * len(batch)
 
     async def aclose(self) -> None:
         """Wait for a write in progress, then refuse further use. Idempotent."""
@@ -257,16 +291,24 @@ class FileCacheStorage:
         if not ttl > 0:
             raise MsalConfigurationError("a lock's ttl must be a positive number of seconds")
         token = secrets.token_urlsafe(24)
-        async with self._record_lock, self._guard():
-            now = self._clock.time()
-            taken = await self._io(_try_lock_sync, self._record_path(name), token, now, now + ttl)
+        record = LockRecord(self._record_path(name), token, ttl)
+        taken = await self._records.submit(record, self._check_open)
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
         """Release the lock ``name`` if ``token`` still holds it; otherwise do nothing."""
         self._check_open()
-        async with self._record_lock, self._guard():
-            await self._io(_unlock_sync, self._record_path(name), token)
+        record = LockRecord(self._record_path(name), token, None)
+        await self._records.submit(record, self._check_open)
+
+    async def _record_batch(self, batch: list[LockRecord]) -> list[bool]:
+        """Take and release lock records in one pass, under the guard of every process's."""
+        async with self._guard():
+            results = await self._io(apply_records, batch, self._clock.time())
+        for result in results:
+            if isinstance(result, OSError):
+                raise MsalError(f"token cache file {self._path!r}: a lock record failed: {result}")
+        return [bool(result) for result in results]
 
     # -- internals (the *_sync methods run in worker threads) ------------------------
 
@@ -320,13 +362,13 @@ class FileCacheStorage:
     @contextlib.asynccontextmanager
     async def _flocked(self, lock_path: str) -> AsyncIterator[None]:
         """Hold an exclusive flock on ``lock_path``, polling for at most lock_timeout seconds."""
-        fd: int = await self._io(_open_lock_file, lock_path)
+        fd: int = await self._io(open_lock_file, lock_path)
         try:
             deadline = time.monotonic() + self._lock_timeout
             while True:
                 remaining = deadline - time.monotonic()
                 budget = min(_POLL_SLICE, max(remaining, 0.0))
-                if await self._io(_poll_flock, fd, budget):
+                if await self._io(poll_flock, fd, budget):
                     break
                 if remaining <= 0:
                     raise MsalError(
@@ -430,7 +472,7 @@ class FileCacheStorage:
         try:
             try:
                 os.fchmod(fd, 0o600)
-                _write_all(fd, payload)
+                write_all(fd, payload)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -454,67 +496,9 @@ class FileCacheStorage:
                         os.unlink(entry.path)
 
 
-def _open_lock_file(path: str) -> int:
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    except FileExistsError:  # a file where a directory of the path should be
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory") from None
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+class _Write(NamedTuple):
+    """An update waiting for the writer."""
 
-
-def _poll_flock(fd: int, budget: float) -> bool:
-    """Try to flock ``fd`` exclusively for up to ``budget`` seconds; True once held."""
-    deadline = time.monotonic() + budget
-    delay = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.02)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_record(path: str) -> tuple[str, float] | None:
-    """A lock record's (token, expires_at); None if absent or unreadable (a crashed writer)."""
-    try:
-        with open(path, "rb") as file:
-            record = json.loads(file.read())
-        token, expires_at = record["token"], record["expires_at"]
-    except (FileNotFoundError, ValueError, TypeError, KeyError, RecursionError):
-        return None
-    if not isinstance(token, str) or not isinstance(expires_at, (int, float)):
-        return None
-    return token, float(expires_at)
-
-
-def _try_lock_sync(record: str, token: str, now: float, expires_at: float) -> bool:
-    held = _read_record(record)
-    if held is not None and held[1] >= now:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(record)  # absent, expired, or left unreadable by a crashed writer
-    try:
-        fd = os.open(record, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    except FileExistsError:  # a writer that does not take the guard
-        return False
-    try:
-        _write_all(fd, json.dumps({"token": token, "expires_at": expires_at}).encode())
-    finally:
-        os.close(fd)
-    return True
-
-
-def _unlock_sync(record: str, token: str) -> None:
-    held = _read_record(record)
-    if held is not None and held[0] == token:
-        os.unlink(record)
+    partition: str
+    merge: Merge
+    ttl: float | None

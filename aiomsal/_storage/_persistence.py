@@ -36,6 +36,7 @@ from .._cache._partitions import partition_of
 from .._cache._storage import CacheStorage, DistributedLock, PartitionLister
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
+from .._concurrency._deadline import remaining
 from .._errors import MsalConfigurationError
 from .._statistics import Counters
 
@@ -143,10 +144,22 @@ class CachePersistence:
         if not isinstance(self._storage, PartitionLister):
             return 0
         names = await self._call("list", self._storage.partitions(prefix))
+        wanted = sorted(n for n in names or () if isinstance(n, str) and n.startswith(prefix))
         loaded = 0
-        for name in sorted(names or ())[:MAX_LISTED]:
-            if isinstance(name, str) and name.startswith(prefix):
+        refused: list[MsalConfigurationError] = []
+
+        async def load(name: str) -> None:
+            nonlocal loaded
+            try:
                 loaded += await self.load(name)
+            except MsalConfigurationError as exc:  # raised below, not as an exception group
+                refused.append(exc)
+
+        async with anyio.create_task_group() as group:  # one batch for a storage that batches
+            for name in wanted[:MAX_LISTED]:
+                group.start_soon(load, name)
+        if refused:
+            raise refused[0]
         return loaded
 
     def _skipped(self, count: int) -> None:
@@ -201,7 +214,9 @@ class CachePersistence:
         neither when the wait exceeds what the holder's request may take.
         The wait is in real time: it waits on another process, not on token time.
         """
-        deadline = anyio.current_time() + self._hold
+        # Within the call's own deadline (timeout= bounds the whole call): wait at most
+        # half of what is left, so that asking the authority ourselves still fits.
+        deadline = anyio.current_time() + min(self._hold, remaining() / 2)
         poll = self._poll
         while anyio.current_time() < deadline and self._available():
             await anyio.sleep(poll)

@@ -22,16 +22,22 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+import anyio
 
 from aiomsal._concurrency._clock import Clock
+from aiomsal._concurrency._deadline import remaining
+from aiomsal._concurrency._loop_binding import LoopBinding
 from aiomsal._errors import MsalConfigurationError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
 from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
+
+from ._attempts import Attempt, describe, failed
+from ._sessions import discard, loop_of, new_session, usable_here
 
 __all__ = ["AiohttpTransport"]
 
@@ -51,16 +57,13 @@ def _package_version() -> str:
 
 _CORRELATION_HEADER = "client-request-id"
 
-#: Connections kept open per authority host.
-_LIMIT_PER_HOST = 100
-#: Connections kept open in all.
-_LIMIT = 200
-#: Seconds a DNS answer is reused.
-_DNS_CACHE_SECONDS = 300
 #: Redirects followed for one GET (each within the request's origin).
 _MAX_REDIRECTS = 3
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+
+#: Seconds of a call's deadline an attempt leaves, so its more telling timeout fires first.
+_DEADLINE_MARGIN = 0.02
 
 _FAILURES: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
@@ -80,13 +83,16 @@ class AiohttpTransport:
     ``verify`` is ``True`` for the default certificate verification, a path to
     a PEM CA bundle, an :class:`ssl.SSLContext` used as is, or ``False`` for no
     verification (loopback test authorities only). ``timeout`` bounds each
-    attempt, in real seconds. A request that fails to connect, times out, or is
-    answered with a 5xx without ``Retry-After`` is sent once more after
-    ``retry_backoff`` seconds (plus up to half as much jitter) of ``clock``
-    time. Throttling answers are remembered in ``throttle`` and replayed
-    without a request until their time has passed. ``retry_once=False`` leaves
-    retries to the caller (managed identity's own schedule); ``connect_timeout``
-    bounds each connection attempt.
+    attempt, in real seconds, and so does what is left of the call's deadline
+    (:mod:`aiomsal._concurrency._deadline`), pool waits included. A request that
+    fails to connect, times out, or gets a 5xx without ``Retry-After`` is sent
+    once more after ``retry_backoff`` real seconds (plus up to half as much
+    jitter), unless it is not :attr:`~HttpRequest.resendable` and may have left.
+    Throttling answers are remembered in ``throttle`` (on ``clock`` time) and
+    replayed without a request until their time has passed.
+    ``retry_once=False`` leaves retries to the caller (managed identity's own
+    schedule); ``connect_timeout`` bounds each connection attempt. With
+    ``binding``, a session of an event loop that ended is replaced by a new one.
     """
 
     def __init__(
@@ -101,6 +107,8 @@ class AiohttpTransport:
         user_agent: str | None = None,
         retry_once: bool = True,
         connect_timeout: float | None = None,
+        binding: LoopBinding | None = None,
+        network_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         proxies: Mapping[str, str] | None = None,
         trust_env: bool = True,
         app_headers: Mapping[str, str] | None = None,
@@ -113,12 +121,15 @@ class AiohttpTransport:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._connect_timeout = connect_timeout
         self._retry_once = retry_once
         self._timeout_seconds = timeout
         self._ssl = _ssl_setting(verify)
         self._retry_backoff = retry_backoff
         self._throttle = throttle if throttle is not None else ThrottleMemory()
         self._user_agent = user_agent
+        self._binding = binding
+        self._network_sleep = network_sleep
         self._proxies = check_proxies(proxies)
         # Read once: HTTP(S)_PROXY and NO_PROXY, as requests (which MSAL uses) reads them.
         self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
@@ -134,15 +145,22 @@ class AiohttpTransport:
         state = "closed" if self._closed else "open"
         return f"AiohttpTransport({state}, timeout={self._timeout_seconds:g}s)"
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, not_sent: Callable[[], None] | None = None
+    ) -> HttpResponse:
         """Send ``request`` and return the answer, whatever its status.
 
         Raises :class:`MsalTransportError` when the authority cannot be reached
-        or does not answer in time, after one retry.
+        or does not answer in time, after one retry. ``not_sent()`` is called
+        when the request never left after all: its connection failed, or no
+        pooled connection came free in time (a throttled replay, which sends
+        nothing either, comes back with ``replayed`` set).
         """
         where = _redacted_url(request.url)
         if self._closed:
             raise MsalTransportError(f"{request.method} {where} not sent: the transport is closed")
+        if self._binding is not None:
+            self._binding.bind()
         replay = self._throttle.check(request, self._clock.time())
         if replay is not None:
             _log.debug(
@@ -156,57 +174,83 @@ class AiohttpTransport:
 
         headers = self._headers(request)
         correlation_id = headers[_CORRELATION_HEADER]
-        session = self._session_for_send(request.method, where)
+        session = await self._session_for_send(request.method, where)
+        attempt = Attempt()
+        why = functools.partial(describe, configured=self._timeout_seconds)
+        fail = functools.partial(failed, request, where, correlation_id, attempt=attempt,
+                                 configured=self._timeout_seconds)
 
-        failure: BaseException | None = None
-        response: HttpResponse | None = None
+        async def once() -> HttpResponse:
+            try:
+                return await self._attempt(
+                    session, request, headers, where, correlation_id, attempt
+                )
+            except BaseException as exc:
+                attempt.failed(exc)  # whether it left, judged by its kind when untraced
+                raise
+
         try:
-            response = await self._attempt(session, request, headers, where, correlation_id)
-        except _FAILURES as exc:
-            failure = exc
-            _log.debug(
-                "%s %s failed (%s), client-request-id=%s; retrying once",
-                request.method,
-                where,
-                _describe(exc, self._timeout_seconds),
-                correlation_id,
-            )
+            failure: BaseException | None = None
+            response: HttpResponse | None = None
+            try:
+                response = await once()
+            except _FAILURES as exc:
+                failure = exc
+                # A spent grant is resent only when it never left (it cannot have reached).
+                if not request.resendable and attempt.reached:
+                    raise fail(exc, attempts=1) from exc
+                _log.debug(
+                    "%s %s failed (%s), client-request-id=%s; retrying once",
+                    request.method,
+                    where,
+                    why(exc, attempt),
+                    correlation_id,
+                )
 
-        if response is not None and (not self._retry_once or not _is_retryable(response)):
+            if response is not None and (
+                not self._retry_once or not _is_retryable(response) or not request.resendable
+            ):
+                self._throttle.record(request, response, self._clock.time())
+                return response
+            if failure is not None and not self._retry_once:
+                raise MsalTransportError(
+                    f"{request.method} {where} failed: {why(failure, attempt)} "
+                    f"(client-request-id {correlation_id})"
+                ) from failure
+            if response is not None:
+                _log.debug(
+                    "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
+                    request.method,
+                    where,
+                    response.status,
+                    correlation_id,
+                )
+
+            jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
+            backoff = self._retry_backoff * (1.0 + jitter)
+            if remaining() <= backoff + _DEADLINE_MARGIN:
+                if response is not None:
+                    self._throttle.record(request, response, self._clock.time())
+                    return response  # no time left for a retry: the answer as it is
+                assert failure is not None
+                raise fail(failure, attempts=1) from failure
+            # A wait on the network, in real time: the injected clock governs token time only.
+            await self._network_sleep(backoff)
+            if self._closed or session.closed:
+                raise MsalTransportError(
+                    f"{request.method} {where} not retried: the transport was closed"
+                ) from failure
+
+            try:
+                response = await once()
+            except _FAILURES as exc:
+                raise fail(exc, attempts=2) from exc
+            response = dataclasses.replace(response, attempts=2)
             self._throttle.record(request, response, self._clock.time())
             return response
-        if failure is not None and not self._retry_once:
-            raise MsalTransportError(
-                f"{request.method} {where} failed: {_describe(failure, self._timeout_seconds)} "
-                f"(client-request-id {correlation_id})"
-            ) from failure
-        if response is not None:
-            _log.debug(
-                "%s %s -> %d without Retry-After, client-request-id=%s; retrying once",
-                request.method,
-                where,
-                response.status,
-                correlation_id,
-            )
-
-        jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
-        await self._clock.sleep(self._retry_backoff * (1.0 + jitter))
-        if self._closed or session.closed:
-            raise MsalTransportError(
-                f"{request.method} {where} not retried: the transport was closed"
-            ) from failure
-
-        try:
-            response = await self._attempt(session, request, headers, where, correlation_id)
-        except _FAILURES as exc:
-            raise MsalTransportError(
-                f"{request.method} {where} failed after 2 attempts: "
-                f"{_describe(exc, self._timeout_seconds)} "
-                f"(client-request-id {correlation_id})"
-            ) from exc
-        response = dataclasses.replace(response, attempts=2)
-        self._throttle.record(request, response, self._clock.time())
-        return response
+        finally:
+            if not attempt.left and not_sent is not None:
+                not_sent()
 
     async def aclose(self) -> None:
         """Close the session this transport created; a caller's session is left open."""
@@ -215,7 +259,10 @@ class AiohttpTransport:
         self._closed = True
         session, self._session = self._session, None
         if self._owns_session and session is not None and not session.closed:
-            await session.close()
+            if loop_of(session) in (None, asyncio.get_running_loop()):
+                await session.close()
+            else:
+                await discard(session)
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -248,26 +295,26 @@ class AiohttpTransport:
 
     # -- internals ---------------------------------------------------------
 
-    def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
+    async def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
         session = self._session
+        if session is not None and not await usable_here(session, owned=self._owns_session):
+            session = self._session = None  # ours, of an event loop that ended: let go
         if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=_LIMIT,
-                limit_per_host=_LIMIT_PER_HOST,
-                ttl_dns_cache=_DNS_CACHE_SECONDS,
-                use_dns_cache=True,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                raise_for_status=False,
-                # Proxies are chosen per request (proxy_for), never for IMDS.
-                trust_env=False,
-            )
-            self._session = session
+            session = self._session = new_session(self._timeout)
         elif session.closed:
             raise MsalTransportError(f"{method} {where} not sent: the session is closed")
         return session
+
+    async def release_loop(self) -> None:
+        """Close the session this transport created (its event loop is ending); reopen on use."""
+        session = self._session
+        if (
+            self._owns_session
+            and session is not None
+            and loop_of(session) in (None, asyncio.get_running_loop())
+        ):
+            self._session = None
+            await session.close()
 
     def _headers(self, request: HttpRequest) -> dict[str, str]:
         headers: dict[str, str] = {
@@ -292,7 +339,11 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         where: str,
         correlation_id: str,
+        attempt: Attempt,
     ) -> HttpResponse:
+        attempt.start(min(self._timeout_seconds, remaining() - _DEADLINE_MARGIN))
+        if attempt.timeout <= 0:
+            raise asyncio.TimeoutError  # the call's deadline has passed: nothing is sent
         started = time.perf_counter()
         _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
         data = dict(request.form) if request.method == "POST" and request.form else None
@@ -308,10 +359,14 @@ class AiohttpTransport:
                 headers=headers,
                 data=data,
                 ssl=self._ssl,
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(
+                    total=attempt.timeout, sock_connect=self._connect_timeout
+                ),
+                trace_request_ctx=attempt,
                 proxy=self.proxy_for(url),
                 allow_redirects=False,
             ) as raw:
+                attempt.sent()
                 status = raw.status
                 target = (
                     _same_origin_location(url, raw.headers.get("location"))
@@ -463,26 +518,3 @@ def _redacted_url(url: str) -> str:
 
 def _is_retryable(response: HttpResponse) -> bool:
     return response.status >= 500 and "retry-after" not in response.headers
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    """Name the kind of failure without echoing URLs, headers or bodies."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "TLS certificate verification failed"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-        return "TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.strerror or type(exc.os_error).__name__
-        return f"cannot connect ({reason})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server disconnected"
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return f"no answer within {timeout:g}s (timeout)"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the response body was cut short"
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return f"connection error ({type(exc).__name__})"
-    if isinstance(exc, OSError):
-        reason = exc.strerror or type(exc).__name__
-        return f"connection error ({reason})"
-    return f"HTTP client error ({type(exc).__name__})"

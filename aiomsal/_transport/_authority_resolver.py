@@ -50,6 +50,7 @@ class AuthorityResolver:
         *,
         instance_discovery: bool,
         validate_authority: bool = True,
+        timeout: float | None = None,
     ) -> None:
         self._transport = transport
         self._instance_discovery = instance_discovery
@@ -57,8 +58,11 @@ class AuthorityResolver:
         self._validate_authority = validate_authority
         self._resolved: dict[str, ResolvedAuthority] = {}
         self._instances: dict[str, InstanceMetadata | None] = {}
-        self._flights: SingleFlight[str, ResolvedAuthority] = SingleFlight(runner)
-        self._instance_flights: SingleFlight[str, InstanceMetadata | None] = SingleFlight(runner)
+        # ``timeout`` bounds each discovery flight as a whole (its callers have their own).
+        self._flights: SingleFlight[str, ResolvedAuthority] = SingleFlight(runner, timeout=timeout)
+        self._instance_flights: SingleFlight[str, InstanceMetadata | None] = SingleFlight(
+            runner, timeout=timeout
+        )
 
     def cached(self, authority: Authority) -> ResolvedAuthority | None:
         return self._resolved.get(authority.url)

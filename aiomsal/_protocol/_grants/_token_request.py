@@ -8,6 +8,9 @@ from .._http import HttpRequest
 
 __all__ = ["build_token_request"]
 
+#: Grants spent once redeemed (a refresh token may rotate): never resent blindly.
+SINGLE_USE_GRANTS = frozenset({"authorization_code", "refresh_token"})
+
 
 def build_token_request(
     token_endpoint: str,
@@ -26,4 +29,10 @@ def build_token_request(
     if extra:
         form.update(extra)
     form.update(client_auth)
-    return HttpRequest("POST", token_endpoint, form=form, throttle=True)
+    return HttpRequest(
+        "POST",
+        token_endpoint,
+        form=form,
+        throttle=True,
+        resendable=grant_type not in SINGLE_USE_GRANTS,
+    )
