@@ -341,3 +341,32 @@ async def test_an_arc_challenge_outside_the_agent_s_directory_is_an_error_dict(
     assert got["error"] == "invalid_response"
     assert "token directory" in got["error_description"]
     assert arc.challenges == 1
+
+
+async def test_client_capabilities_reach_service_fabric_as_in_msal(
+    environ: Any, opened: list[compat.ManagedIdentityClient]
+) -> None:
+    async with FakeServiceFabric() as fabric:
+        environ(fabric)
+
+        def run() -> Any:
+            client = msal.ManagedIdentityClient(
+                msal.SystemAssignedManagedIdentity(),
+                http_client=requests.Session(),
+                client_capabilities=["cp1"],
+            )
+            return client.acquire_token_for_client(resource=VAULT)
+
+        await anyio.to_thread.run_sync(run)
+        client = compat.ManagedIdentityClient(
+            compat.SystemAssignedManagedIdentity(),
+            http_client=requests.Session(),
+            client_capabilities=["cp1"],
+            http_cache={},
+        )
+        opened.append(client)
+        got = await client.acquire_token_for_client(resource=VAULT)
+        assert "access_token" in got
+        theirs, ours = fabric.requests
+        assert ours.query["xms_cc"] == theirs.query["xms_cc"] == "cp1"
+        assert set(ours.query) == set(theirs.query)
