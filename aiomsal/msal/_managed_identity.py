@@ -175,11 +175,8 @@ class ManagedIdentityClient(FaceLifecycle):
                 token_cache=token_cache,
                 client_capabilities=client_capabilities or (),
             )
-        except ManagedIdentityError:
-            raise
         except MsalConfigurationError as exc:
             raise ManagedIdentityError(str(exc)) from None
-        self._managed_identity = managed_identity
         self.token_cache: SerializableTokenCache = self.application.token_cache
 
     def __repr__(self) -> str:
