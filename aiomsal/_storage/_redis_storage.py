@@ -272,7 +272,7 @@ class RedisCacheStorage:
                     f"Redis {operation} on {self._server}: this storage is in use on another"
                     " running event loop (create one storage per thread that runs a loop)"
                 )
-            self._client.connection_pool.reset()
+            self._client.connection_pool.reset()  # type: ignore[no-untyped-call]
             self._connections = anyio.CapacityLimiter(self._limit)
             self._commands.rebind(self._connections)
             self._writes.rebind(self._connections)
