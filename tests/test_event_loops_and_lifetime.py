@@ -25,6 +25,7 @@ from aiomsal._cache._store import CachedToken
 from aiomsal.testing import FakeAuthority, VirtualClock
 from tests.helpers import GRAPH, SECRET, _runs_aiomsal_code, aiomsal_tasks, wait_until
 from tests.lifetime_helpers import fake_clock, fake_in_thread, incoming_assertions, serving
+from tests.redis_server import RedisServer
 
 CLIENT = "lifetime-client"
 API = "lifetime-api"
@@ -395,3 +396,30 @@ def test_finding_aiomsal_tasks_compares_with_the_package_directory() -> None:
     assert not runs(os.path.join(package, "testing", "_fake_authority.py"))
     assert not runs(os.path.join(checkout, ".venv", "lib", "site-packages", "anyio", "_core.py"))
     assert not runs("/home/me/aiomsal/.venv/lib/python3.11/site-packages/anyio/_core.py")
+
+
+def test_two_asyncio_runs_keep_a_redis_storage_working(redis_server: RedisServer) -> None:
+    """The storage's Redis connections belong to the first loop: the second run gets new ones."""
+    with fake_in_thread(CLIENT, secret=SECRET) as threaded:
+        fake = threaded.fake
+        storage = aiomsal.RedisCacheStorage(redis_server.url)
+        app = make_app(fake.authority("contoso"), cache_storage=storage)
+        other = make_app(fake.authority("contoso"), cache_storage=storage)
+
+        async def first() -> None:
+            await app.acquire_token_for_client(GRAPH)
+
+        async def second() -> AuthenticationResult:
+            with anyio.fail_after(5):
+                result = await other.acquire_token_for_client(GRAPH)  # a miss read from Redis
+                await app.acquire_token_for_client(GRAPH, force_refresh=True)  # a write-through
+                await other.aclose()
+                await app.aclose()
+            return result
+
+        asyncio.run(first())
+        result = asyncio.run(second())
+    assert result.token_source == "cache"
+    assert other.statistics().storage_hits == 1
+    assert app.statistics().storage_errors == other.statistics().storage_errors == 0
+    assert len(fake.token_requests) == 2

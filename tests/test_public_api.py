@@ -94,12 +94,19 @@ def test_the_msal_face_is_pinned() -> None:
 
     assert aiomsal.msal.__all__ == [
         "ConfidentialClientApplication",
+        "ManagedIdentity",
+        "ManagedIdentityClient",
+        "ManagedIdentityError",
         "Prompt",
         "PublicClientApplication",
         "SerializableTokenCache",
+        "SystemAssignedManagedIdentity",
         "TokenCache",
+        "UserAssignedManagedIdentity",
     ]
     assert all(hasattr(aiomsal.msal, name) for name in aiomsal.msal.__all__)
+    assert issubclass(aiomsal.msal.ManagedIdentityError, ValueError)
+    assert issubclass(aiomsal.msal.ManagedIdentityError, aiomsal.MsalConfigurationError)
 
 
 def test_the_opentelemetry_integration_is_public() -> None:

@@ -81,6 +81,11 @@ class TurnBatcher(Generic[_I]):
         self._connections = connections
         self._batch: _Batch[_I] | None = None
 
+    def rebind(self, connections: anyio.CapacityLimiter) -> None:
+        """Forget a batch of an event loop that has ended; take that loop's successor's limiter."""
+        self._batch = None
+        self._connections = connections
+
     async def submit(self, item: _I) -> Any:
         """Submit an item; its result (an exception ``flush`` gave for it is raised)."""
         batch = self._batch

@@ -16,6 +16,7 @@ the password, a key or a value.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from collections.abc import AsyncIterator
@@ -130,9 +131,10 @@ class RedisCacheStorage:
         )
         self._unlock_script = client.register_script(_UNLOCK_SCRIPT)
         pool_size = getattr(client.connection_pool, "max_connections", None)
-        self._connections = anyio.CapacityLimiter(
-            max(1, min(_MAX_CONNECTIONS, pool_size or _MAX_CONNECTIONS) - 2)
-        )
+        self._limit = max(1, min(_MAX_CONNECTIONS, pool_size or _MAX_CONNECTIONS) - 2)
+        self._connections = anyio.CapacityLimiter(self._limit)
+        #: The event loop the client's connections belong to (see :meth:`_follow_loop`).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._commands: TurnBatcher[Queue] = TurnBatcher(
             partial(send_commands, client), operation_timeout, self._connections
         )
@@ -190,6 +192,8 @@ class RedisCacheStorage:
             return
         self._closed = True
         if self._owns_client:
+            with suppress(MsalTransportError):
+                self._follow_loop("close")  # connections of an ended loop are only forgotten
             with anyio.move_on_after(self._timeout):
                 with suppress(*_FAILURES):
                     await self._client.aclose()
@@ -229,6 +233,7 @@ class RedisCacheStorage:
         """
         if self._closed:
             raise MsalTransportError(f"Redis {operation} on {self._server}: the storage is closed")
+        self._follow_loop(operation)
         try:
             with anyio.fail_after(self._timeout if timed else math.inf):
                 yield
@@ -247,6 +252,31 @@ class RedisCacheStorage:
             raise MsalTransportError(
                 f"Redis {operation} on {self._server} failed: {self._describe(exc)}"
             ) from exc
+
+    def _follow_loop(self, operation: str) -> None:
+        """Move to a new event loop once the one the connections belong to has stopped.
+
+        A script calling ``asyncio.run()`` twice, or a test suite with a loop per
+        test, leaves the pooled connections on a dead loop: they are forgotten
+        (not closed: their loop can no longer run that) and new ones open on
+        this loop. While the first loop still runs (another thread), this
+        storage refuses: one storage per thread that runs a loop.
+        """
+        loop = asyncio.get_running_loop()
+        previous = self._loop
+        if previous is loop:
+            return
+        if previous is not None:
+            if previous.is_running():
+                raise MsalTransportError(
+                    f"Redis {operation} on {self._server}: this storage is in use on another"
+                    " running event loop (create one storage per thread that runs a loop)"
+                )
+            self._client.connection_pool.reset()  # type: ignore[no-untyped-call]
+            self._connections = anyio.CapacityLimiter(self._limit)
+            self._commands.rebind(self._connections)
+            self._writes.rebind(self._connections)
+        self._loop = loop
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"

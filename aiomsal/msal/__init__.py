@@ -13,12 +13,19 @@ What MSAL raises, this face raises: ``ValueError`` for bad input (as
 that is not the flow's. What MSAL lets its HTTP library raise is
 :class:`aiomsal.MsalTransportError` here. MSAL's broker and
 Proof-of-Possession are unavailable, and fail as MSAL fails without them.
-The README's migration guide lists every method and option.
+``ManagedIdentityClient`` (with MSAL's ``SystemAssignedManagedIdentity`` and
+``UserAssignedManagedIdentity`` dicts) is MSAL's too, over
+:class:`aiomsal.ManagedIdentityClient`. The README's migration guide lists every method and option.
 """
 
 from .._cache._token_cache import SerializableTokenCache as SerializableTokenCache
 from ._apps import ConfidentialClientApplication as ConfidentialClientApplication
 from ._apps import PublicClientApplication as PublicClientApplication
+from ._managed_identity import ManagedIdentity as ManagedIdentity
+from ._managed_identity import ManagedIdentityClient as ManagedIdentityClient
+from ._managed_identity import ManagedIdentityError as ManagedIdentityError
+from ._managed_identity import SystemAssignedManagedIdentity as SystemAssignedManagedIdentity
+from ._managed_identity import UserAssignedManagedIdentity as UserAssignedManagedIdentity
 
 #: MSAL's in-memory cache class; aiomsal's cache serializes as well.
 TokenCache = SerializableTokenCache
@@ -36,8 +43,13 @@ class Prompt:
 
 __all__ = [
     "ConfidentialClientApplication",
+    "ManagedIdentity",
+    "ManagedIdentityClient",
+    "ManagedIdentityError",
     "Prompt",
     "PublicClientApplication",
     "SerializableTokenCache",
+    "SystemAssignedManagedIdentity",
     "TokenCache",
+    "UserAssignedManagedIdentity",
 ]

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from .._apps._application import ClientApplication
 from .._apps._user_flows import UserFlowApplication
 from .._cache._token_cache import SerializableTokenCache
 from .._errors import MsalConfigurationError, MsalServiceError, MsalSignInError
@@ -22,9 +23,9 @@ from ._dicts import (
     unsupported,
 )
 
-__all__ = ["MsalFace", "http_session_of"]
+__all__ = ["FaceLifecycle", "MsalFace", "http_session_of"]
 
-_Face = TypeVar("_Face", bound="MsalFace")
+_Face = TypeVar("_Face", bound="FaceLifecycle")
 
 
 def http_session_of(http_client: object) -> aiohttp.ClientSession | None:
@@ -36,22 +37,11 @@ def http_session_of(http_client: object) -> aiohttp.ClientSession | None:
     )
 
 
-class MsalFace:
-    """MSAL Python's application methods, returning MSAL's dicts, over ``self.application``.
+class FaceLifecycle:
+    """``async with``, ``aclose()`` and ``statistics()`` of a face, from ``self.application``."""
 
-    Every method MSAL has as a blocking call is a coroutine here ("add
-    ``await``"); :meth:`is_pop_supported` stays a plain call, as its answer is
-    known at once.
-    """
-
-    def __init__(self, application: UserFlowApplication) -> None:
-        #: The typed aiomsal application underneath (its cache, coalescing and refresh).
-        self.application = application
-        self.client_id = application.client_id
-        self.token_cache: SerializableTokenCache = application.token_cache
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(client_id={self.client_id!r})"
+    #: The typed aiomsal application underneath (its cache, coalescing and refresh).
+    application: ClientApplication
 
     async def __aenter__(self: _Face) -> _Face:
         await self.application.__aenter__()
@@ -72,6 +62,25 @@ class MsalFace:
     def statistics(self) -> CacheStatistics:
         """aiomsal's counters of the application underneath."""
         return self.application.statistics()
+
+
+class MsalFace(FaceLifecycle):
+    """MSAL Python's application methods, returning MSAL's dicts, over ``self.application``.
+
+    Every method MSAL has as a blocking call is a coroutine here ("add
+    ``await``"); :meth:`is_pop_supported` stays a plain call, as its answer is
+    known at once.
+    """
+
+    application: UserFlowApplication
+
+    def __init__(self, application: UserFlowApplication) -> None:
+        self.application = application
+        self.client_id = application.client_id
+        self.token_cache: SerializableTokenCache = application.token_cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(client_id={self.client_id!r})"
 
     def is_pop_supported(self) -> bool:
         """Proof-of-Possession needs MSAL's broker, which aiomsal has not: always False."""
