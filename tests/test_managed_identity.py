@@ -27,7 +27,6 @@ from aiomsal.testing import (
     FakeManagedIdentityEndpoint,
     FakeServiceFabric,
     VirtualClock,
-    drive,
 )
 from tests.helpers import aiomsal_tasks, wait_until
 
@@ -128,39 +127,58 @@ async def test_an_unknown_identity_is_a_service_error() -> None:
         assert len(fake.requests) == 1  # a 400 is not retried
 
 
+#: A fast schedule with the default's shape, so that backoff takes milliseconds of real time.
+FAST = ImdsRetryPolicy(first_delay=0.001, max_delay=0.004, gone_delay=0.002, gone_window=1.0)
+
+
 async def test_imds_410_is_retried_until_it_comes_back() -> None:
-    clock = VirtualClock()
+    clock = VirtualClock()  # never advanced: IMDS backoff is real time
     async with FakeImds(clock=clock) as fake:
         fake.fail_next(3, status=410)
-        async with client_for(fake, clock=clock) as client:
-            start = clock.time()
-            result = await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+        async with client_for(fake, clock=clock, imds_retry=FAST) as client:
+            with anyio.fail_after(10):
+                result = await client.acquire_token_for_client(resource=VAULT)
         assert result.token_source == "identity_provider"
         assert len(fake.requests) == 4
-        assert clock.time() - start == pytest.approx(30, abs=3)  # every 10 s
 
 
-async def test_imds_410_gives_up_after_about_70_seconds() -> None:
+async def test_imds_410_gives_up_when_its_window_has_passed() -> None:
     clock = VirtualClock()
+    policy = ImdsRetryPolicy(gone_delay=0.002, gone_window=0.02)
     async with FakeImds(clock=clock) as fake:
-        fake.fail_next(20, status=410)
-        async with client_for(fake, clock=clock) as client:
-            with pytest.raises(MsalServiceError) as caught:
-                await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+        fake.fail_next(50, status=410)
+        async with client_for(fake, clock=clock, imds_retry=policy) as client:
+            with anyio.fail_after(10), pytest.raises(MsalServiceError) as caught:
+                await client.acquire_token_for_client(resource=VAULT)
         assert caught.value.status == 410
-        assert len(fake.requests) == 8  # the first, then 7 retries 10 s apart
+        # Retried (the first 410 always is), at most once per 2 ms of the 20 ms window.
+        assert 2 <= len(fake.requests) <= 11
 
 
 @pytest.mark.parametrize("status", [404, 429, 500, 503])
 async def test_imds_backs_off_exponentially_on_transient_answers(status: int) -> None:
     clock = VirtualClock()
     async with FakeImds(clock=clock) as fake:
-        fake.fail_next(2, status=status, retry_after=None if status != 429 else 1)
-        async with client_for(fake, clock=clock) as client:
-            result = await drive(
-                clock, lambda: client.acquire_token_for_client(resource=VAULT), step=0.5
-            )
+        # Retry-After: 0 asks for no wait and leaves nothing in the throttling memory.
+        fake.fail_next(2, status=status, retry_after=None if status != 429 else 0)
+        async with client_for(fake, clock=clock, imds_retry=FAST) as client:
+            with anyio.fail_after(10):
+                result = await client.acquire_token_for_client(resource=VAULT)
         assert result.access_token
+        assert len(fake.requests) == 3
+
+
+async def test_imds_backoff_completes_on_a_clock_nobody_advances() -> None:
+    clock = VirtualClock()
+    async with FakeImds(clock=clock) as fake:
+        fake.fail_next(2, status=500)
+        async with client_for(fake, clock=clock, imds_retry=FAST) as client:
+            start = clock.time()
+            with anyio.fail_after(10):
+                result = await client.acquire_token_for_client(resource=VAULT)
+            assert clock.sleepers == 0  # nothing waits on token time for the retries
+        assert result.token_source == "identity_provider"
+        assert clock.time() == start
         assert len(fake.requests) == 3
 
 
@@ -168,11 +186,57 @@ async def test_imds_retries_are_bounded() -> None:
     clock = VirtualClock()
     async with FakeImds(clock=clock) as fake:
         fake.fail_next(50, status=500)
-        policy = ImdsRetryPolicy(max_retries=3)
+        policy = ImdsRetryPolicy(max_retries=3, first_delay=0.001, max_delay=0.004)
         async with client_for(fake, clock=clock, imds_retry=policy) as client:
-            with pytest.raises(MsalServiceError):
-                await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+            with anyio.fail_after(10), pytest.raises(MsalServiceError) as caught:
+                await client.acquire_token_for_client(resource=VAULT)
+        assert caught.value.status == 500
         assert len(fake.requests) == 4
+
+
+async def test_imds_retries_stop_at_the_calls_timeout() -> None:
+    clock = VirtualClock()
+    async with FakeImds(clock=clock) as fake:
+        fake.fail_next(50, status=503)
+        policy = ImdsRetryPolicy(first_delay=30.0)  # a retry that cannot fit in timeout=
+        async with client_for(fake, clock=clock, imds_retry=policy, timeout=1.0) as client:
+            with anyio.fail_after(10), pytest.raises(MsalServiceError) as caught:
+                await client.acquire_token_for_client(resource=VAULT)
+        assert caught.value.status == 503  # the answer itself, not a timeout
+        assert len(fake.requests) == 1
+
+
+async def test_a_hung_imds_attempt_is_cut_by_attempt_timeout_and_retried() -> None:
+    clock = VirtualClock()
+    async with FakeImds(clock=clock) as fake:
+        fake.fail_next(1, fault="hang")
+        async with client_for(
+            fake, clock=clock, imds_retry=FAST, attempt_timeout=0.2
+        ) as client:
+            with anyio.fail_after(10):
+                result = await client.acquire_token_for_client(resource=VAULT)
+        assert result.token_source == "identity_provider"
+        assert len(fake.requests) == 2
+
+
+async def test_the_default_deadline_allows_the_imds_retry_schedule() -> None:
+    async with FakeImds() as imds, FakeAppService() as app_service:
+        assert client_for(imds)._timeout == 70.0 + 10.0  # the 410 window and one attempt
+        assert client_for(imds, attempt_timeout=3)._timeout == 73.0
+        assert client_for(imds, imds_retry=FAST)._timeout == pytest.approx(11.0)
+        assert client_for(imds, timeout=2.5)._timeout == 2.5
+        assert client_for(app_service)._timeout == 10.0  # two attempts, as before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"attempt_timeout": 0}, {"attempt_timeout": float("inf")}, {"connect_timeout": -1},
+     {"timeout": 0}, {"imds_retry": {"max_retries": 3}}],
+)
+async def test_bad_timeouts_and_policies_are_configuration_errors(options: Any) -> None:
+    async with FakeImds() as fake:
+        with pytest.raises(MsalConfigurationError):
+            client_for(fake, **options)
 
 
 async def test_imds_connection_failures_are_retried_then_reported() -> None:
@@ -180,12 +244,12 @@ async def test_imds_connection_failures_are_retried_then_reported() -> None:
     async with FakeImds(clock=clock) as fake:
         environ = fake.environ()
     # The fake has stopped: its port refuses connections.
-    policy = ImdsRetryPolicy(max_retries=2)
+    policy = ImdsRetryPolicy(max_retries=2, first_delay=0.001)
     async with ManagedIdentityClient(
         SYSTEM, environ=environ, clock=clock, imds_retry=policy
     ) as client:
-        with pytest.raises(MsalTransportError):
-            await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+        with anyio.fail_after(10), pytest.raises(MsalTransportError):
+            await client.acquire_token_for_client(resource=VAULT)
 
 
 async def test_other_sources_retry_a_5xx_once() -> None:
@@ -193,12 +257,13 @@ async def test_other_sources_retry_a_5xx_once() -> None:
     async with FakeAppService(clock=clock) as fake:
         fake.fail_next(1, status=503)
         async with client_for(fake, clock=clock) as client:
-            result = await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+            with anyio.fail_after(10):
+                result = await client.acquire_token_for_client(resource=VAULT)
         assert result.access_token and len(fake.requests) == 2
         fake.fail_next(2, status=500)
         async with client_for(fake, clock=clock) as client:
-            with pytest.raises(MsalServiceError):
-                await drive(clock, lambda: client.acquire_token_for_client(resource=VAULT))
+            with anyio.fail_after(10), pytest.raises(MsalServiceError):
+                await client.acquire_token_for_client(resource=VAULT)
         assert len(fake.requests) == 4
 
 

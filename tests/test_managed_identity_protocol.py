@@ -176,6 +176,23 @@ def test_imds_retry_schedule() -> None:
     assert policy.delay(6, 410, gone_for=60) == 10
     assert policy.delay(7, 410, gone_for=70) is None
     assert policy.delay(0, None) == 1
+    # In all: 1 + 2 + 4 + 8 + 16 = 31 s of exponential backoff, or the 70 s window of 410s.
+    assert policy.longest_backoff() == 70.0
+    assert ImdsRetryPolicy(gone_window=0).longest_backoff() == 31.0
+    assert ImdsRetryPolicy(max_retries=1000, gone_window=0).longest_backoff() == (
+        1 + 2 + 4 + 8 + 16 + 32 + 60 * 994
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_retries": -1}, {"max_retries": 2.5}, {"max_retries": True}, {"max_retries": 10**6},
+     {"first_delay": -1}, {"max_delay": float("inf")}, {"gone_delay": float("nan")},
+     {"gone_window": "70"}],
+)
+def test_bad_imds_retry_policies(options: dict[str, object]) -> None:
+    with pytest.raises(MsalConfigurationError):
+        ImdsRetryPolicy(**options)  # type: ignore[arg-type]
 
 
 SOURCES = ["imds", "app_service", "azure_arc", "cloud_shell", "service_fabric", "azure_ml"]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
 
 import aiohttp
+import anyio
 import anyio.to_thread
 
 from .._cache._entries import AccessTokenKey
 from .._cache._store import CachedToken
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
+from .._concurrency._deadline import remaining
 from .._errors import MsalConfigurationError, MsalServiceError, MsalTransportError
 from .._protocol._http import HttpRequest, HttpResponse
 from .._protocol._managed_identity._ids import ManagedIdentity, managed_identity_from
@@ -34,7 +37,7 @@ from .._protocol._throttling import parse_retry_after
 from .._result import AuthenticationResult
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._pinned_tls import pinned_ssl_context
-from ._application import MEMO_LIMIT, ClientApplication
+from ._application import DEFAULT_TIMEOUT, MEMO_LIMIT, ClientApplication
 
 __all__ = ["ManagedIdentityClient"]
 
@@ -43,6 +46,8 @@ MI_ENVIRONMENT = "localhost"
 MI_REALM = "managed_identity"
 _LINUX_ARC_KEYS = "/var/opt/azcmagent/tokens"
 _LINUX_HIMDS = "/opt/azcmagent/bin/himds"
+#: Seconds of a call's deadline an IMDS retry must leave for its own attempt.
+_RETRY_MARGIN = 0.05
 
 
 def _default_arc_key_directory(environ: Mapping[str, str]) -> str | None:
@@ -92,8 +97,15 @@ class ManagedIdentityClient(ClientApplication):
 
     A user-assigned identity that the detected source cannot select raises
     :class:`MsalConfigurationError` here. IMDS requests are retried with
-    backoff (:class:`ImdsRetryPolicy`), each connection attempt bounded by
-    ``connect_timeout``; other sources are retried once.
+    backoff (:class:`ImdsRetryPolicy`); other sources are retried once.
+
+    Every wait here is real time, not ``clock`` time. ``timeout`` (seconds)
+    bounds a whole call, retries and backoff included; by default it is what
+    the source's retries need: for IMDS the policy's longest backoff plus one
+    attempt (70 + 10 = 80 s with the default policy, so a 410 episode of
+    about 70 s is ridden out), for the others ``attempt_timeout``. Each
+    request is bounded by ``attempt_timeout`` and each connection attempt by
+    ``connect_timeout``, so one hung attempt does not use up the call.
     """
 
     def __init__(
@@ -103,7 +115,8 @@ class ManagedIdentityClient(ClientApplication):
         environ: Mapping[str, str] | None = None,
         endpoint: str | None = None,
         http_session: aiohttp.ClientSession | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
+        attempt_timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = 2.0,
         clock: Clock | None = None,
         expiry_margin: float = 300.0,
@@ -123,8 +136,21 @@ class ManagedIdentityClient(ClientApplication):
             arc_agent_present=not selects_by_env and _arc_agent_present(),
         )
         identity_parameters(source.kind, identity)  # unsupported user-assigned: raise now
-        if connect_timeout <= 0:
-            raise MsalConfigurationError("connect_timeout must be a positive number of seconds")
+        for name, value in (("attempt_timeout", attempt_timeout),
+                            ("connect_timeout", connect_timeout)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < math.inf
+            ):
+                raise MsalConfigurationError(f"{name} must be a positive number of seconds")
+        if imds_retry is not None and not isinstance(imds_retry, ImdsRetryPolicy):
+            raise MsalConfigurationError("imds_retry must be an aiomsal.ImdsRetryPolicy")
+        policy = imds_retry or ImdsRetryPolicy()
+        if timeout is None:
+            timeout = attempt_timeout
+            if source.kind == "imds":
+                timeout += policy.longest_backoff()
         super().__init__(
             identity.cache_id,
             instance_discovery=False,
@@ -145,7 +171,7 @@ class ManagedIdentityClient(ClientApplication):
                 "Azure Arc managed identity is supported on Linux and Windows only "
                 "(or pass arc_key_directory=)"
             )
-        self._imds_retry = imds_retry or ImdsRetryPolicy()
+        self._imds_retry = policy
         verify: bool | ssl.SSLContext = True
         if source.kind == "service_fabric" and source.thumbprint:
             verify = pinned_ssl_context(source.thumbprint)
@@ -155,7 +181,7 @@ class ManagedIdentityClient(ClientApplication):
         self._transport = AiohttpTransport(
             clock=self._clock,
             session=http_session,
-            timeout=timeout,
+            timeout=min(attempt_timeout, self._timeout),
             verify=verify,
             retry_once=source.kind != "imds",
             connect_timeout=connect_timeout,
@@ -288,7 +314,12 @@ class ManagedIdentityClient(ClientApplication):
         return await self._send(build_arc_retry(request, key))
 
     async def _send_imds(self, request: HttpRequest) -> HttpResponse:
-        """IMDS: retried with backoff on 404, 410, 429, 5xx and failed connections."""
+        """IMDS: retried with backoff on 404, 410, 429, 5xx and failed connections.
+
+        The backoff and the 410 window are real (monotonic) time, like every
+        wait on the network; a retry that would not fit in what is left of the
+        call's ``timeout=`` is not made, and the last answer (or failure) stands.
+        """
         policy = self._imds_retry
         retry = 0
         gone_since: float | None = None
@@ -303,13 +334,13 @@ class ManagedIdentityClient(ClientApplication):
             if status is not None and (status < 400 or not policy.retryable(status)):
                 assert response is not None
                 return response
-            now = self._clock.time()
+            now = anyio.current_time()
             if status == 410 and gone_since is None:
                 gone_since = now
             retry_after = (
                 None
-                if response is None
-                else parse_retry_after(response.headers.get("retry-after"), now)
+                if response is None  # an HTTP-date is read against the wall clock
+                else parse_retry_after(response.headers.get("retry-after"), self._clock.time())
             )
             delay = policy.delay(
                 retry,
@@ -317,11 +348,12 @@ class ManagedIdentityClient(ClientApplication):
                 retry_after=retry_after,
                 gone_for=None if gone_since is None else now - gone_since,
             )
-            if delay is None:
+            if delay is None or remaining() <= delay + _RETRY_MARGIN:
                 if response is None:
                     assert failure is not None
                     raise failure
                 return response
-            await self._clock.sleep(delay)
+            # A wait on the network, in real time: the injected clock governs token time only.
+            await anyio.sleep(delay)
             self._check_open()
             retry += 1

@@ -1,4 +1,4 @@
-"""Awaiting code that sleeps on a VirtualClock (retry backoff, polling) without hanging."""
+"""Awaiting code that sleeps on a VirtualClock (polling, refresh retries) without hanging."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ async def drive(
 ) -> T:
     """Await ``call()``, moving ``clock`` on by ``step`` whenever something sleeps on it.
 
-    For calls that back off on the injected clock (IMDS retries, device code
-    polling): the test neither sleeps for real nor hangs on a clock nobody
+    For calls that wait on the injected clock (device code polling, token
+    time); waits on the network (IMDS and transport backoff) are real time
+    and need no driving. The test neither sleeps for real nor hangs on a clock nobody
     advances. ``limit`` (real seconds) bounds the whole call; loopback I/O in
     progress is waited for in real time, a millisecond at a time.
     """
