@@ -1,8 +1,8 @@
 """Azure SDK scenarios: aiomsal's credentials (aiomsal.integrations.azure) vs azure-identity aio.
 
-g. 1,000 cold ``get_token`` callers on one key; h. 10 SDK-style clients (each its own
+j. 1,000 cold ``get_token`` callers on one key; k. 10 SDK-style clients (each its own
 credential object and azure-core ``AsyncBearerTokenCredentialPolicy``) x 100 concurrent
-operations from cold; i. the cost of a warm ``get_token``; j. managed identity: 1,000 cold
+operations from cold; l. the cost of a warm ``get_token``; m. managed identity: 1,000 cold
 callers against a fake IMDS. Requests are counted where they leave each library.
 """
 
@@ -86,7 +86,7 @@ async def _per_peer(
 async def cold_stampede(ctx: Context) -> JSON:
     fake = ctx.fake(3600)
     results = await _per_peer(
-        ctx, "[g] 1,000 cold get_token", lambda p: _cold(ctx, fake, p, 1000)
+        ctx, "[j] 1,000 cold get_token", lambda p: _cold(ctx, fake, p, 1000)
     )
     return {"description": "1,000 concurrent cold get_token calls on one key", "results": results}
 
@@ -126,7 +126,7 @@ async def _sdk_clients(ctx: Context, fake: FakeEndpoint, peer: str, clients: int
 async def sdk_clients(ctx: Context) -> JSON:
     fake = ctx.fake(3600)
     results = await _per_peer(
-        ctx, "[h] 10 SDK clients x 100 ops", lambda p: _sdk_clients(ctx, fake, p, 10, 100)
+        ctx, "[k] 10 SDK clients x 100 ops", lambda p: _sdk_clients(ctx, fake, p, 10, 100)
     )
     return {"description": "10 SDK-style clients (own credential object and bearer policy "
                            "each) x 100 concurrent operations, cold; one key",
@@ -156,7 +156,7 @@ async def _warm(ctx: Context, fake: FakeEndpoint, peer: str) -> JSON:
 
 async def warm_cost(ctx: Context) -> JSON:
     fake = ctx.fake(3600)
-    results = await _per_peer(ctx, "[i] warm get_token", lambda p: _warm(ctx, fake, p), 300)
+    results = await _per_peer(ctx, "[l] warm get_token", lambda p: _warm(ctx, fake, p), 300)
     return {"description": "one warm get_token (median of 5 batches)", "results": results}
 
 
@@ -198,7 +198,7 @@ async def _imds(ctx: Context, peer: str, callers: int) -> JSON:
 
 async def imds_stampede(ctx: Context) -> JSON:
     results = await _per_peer(
-        ctx, "[j] managed identity, 1,000 cold callers", lambda p: _imds(ctx, p, 1000)
+        ctx, "[m] managed identity, 1,000 cold callers", lambda p: _imds(ctx, p, 1000)
     )
     return {"description": "1,000 concurrent cold get_token on ManagedIdentityCredential "
                            "against a fake IMDS (in process)", "results": results}
@@ -220,11 +220,11 @@ def azure_table(scenarios: JSON) -> str:
         return f"{v:,.0f} requests"
 
     for name, label, field, fmt, goal in (
-        ("azure_cold", "g. 1,000 cold get_token, 1 key", "requests", requests, "requests == 1"),
-        ("azure_sdk", "h. 10 SDK clients x 100 ops, cold", "requests", requests, "requests == 1"),
-        ("azure_warm", "i. warm get_token", "per_call_us", lambda v: f"{v:.2f} µs",
+        ("azure_cold", "j. 1,000 cold get_token, 1 key", "requests", requests, "requests == 1"),
+        ("azure_sdk", "k. 10 SDK clients x 100 ops, cold", "requests", requests, "requests == 1"),
+        ("azure_warm", "l. warm get_token", "per_call_us", lambda v: f"{v:.2f} µs",
          ">= 5x cheaper"),
-        ("azure_imds", "j. managed identity (IMDS fake), 1,000 cold", "requests", requests,
+        ("azure_imds", "m. managed identity (IMDS fake), 1,000 cold", "requests", requests,
          "requests == 1"),
     ):
         results = (scenarios.get(name) or {}).get("results")

@@ -105,9 +105,9 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
                 token = self._app_tokens.get(key)
                 if token is not None and token.serve_until > self._clock.time():
                     return self._serve(token, self._refresh_client, tenant)
-        return await self._bounded(
-            lambda: self._acquire_for_client(requested, tenant, claims_challenge, force_refresh)
-        )
+        # No deadline of its own: the call's flight carries the deadline of the caller that
+        # started it, so a coalesced waiter costs a future, not a cancel scope and a timer.
+        return await self._acquire_for_client(requested, tenant, claims_challenge, force_refresh)
 
     def _forget_memos(self) -> None:
         super()._forget_memos()
@@ -134,7 +134,9 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         try:
             joined = self._calls.join(call)
         except TypeError:  # not hashable: the validation says what is wrong
-            return await self._acquire_client_call(requested, tenant, claims, force_refresh)
+            return await self._bounded(
+                lambda: self._acquire_client_call(requested, tenant, claims, force_refresh)
+            )
         if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
             counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
             counters.misses += 1
