@@ -137,14 +137,14 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             return await self._bounded(
                 lambda: self._acquire_client_call(requested, tenant, claims, force_refresh)
             )
+        realm = self._default_realm if tenant is None else tenant
         if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
-            counters = self._counters.tenant(self._default_realm if tenant is None else tenant)
+            counters = self._counters.tenant(realm)
             counters.misses += 1
             counters.coalesced += 1
         waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
         if self._counters.observer is None:
             return await waiting
-        realm = self._default_realm if tenant is None else tenant
         return await self._observed(waiting, realm, coalesced=joined is not None)
 
     async def _acquire_client_call(
