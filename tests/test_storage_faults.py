@@ -454,3 +454,59 @@ async def test_a_permission_error_is_a_configuration_error_even_for_root(
         async with app_of(fake, storage):
             pass
     assert fake.token_requests == []
+
+
+# -- a rewrite abandoned by its timeout --------------------------------------------------------
+
+
+async def test_an_abandoned_rewrite_keeps_the_lock_until_done_and_never_lands_after_a_newer_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from aiomsal._storage import _file_locks, _file_storage
+
+    path = tmp_path / "cache.bin"
+    slow, other = FileCacheStorage(path, operation_timeout=0.3), FileCacheStorage(path)
+    stuck, entered = threading.Event(), threading.Event()
+    real_write = slow._write_sync
+
+    def hung_write(parts: Any) -> None:  # a file system that answers late
+        entered.set()
+        stuck.wait(10)
+        real_write(parts)
+
+    monkeypatch.setattr(slow, "_write_sync", hung_write)
+    real_poll = _file_locks.poll_flock
+    lock_was_held, progress = threading.Event(), anyio.Event()
+
+    def poll(fd: int, budget: float) -> bool:  # in a worker thread of the other storage
+        taken = real_poll(fd, budget)
+        if not taken and not lock_was_held.is_set():
+            lock_was_held.set()
+            anyio.from_thread.run_sync(progress.set)
+        return taken
+
+    monkeypatch.setattr(_file_storage, "poll_flock", poll)
+    seen: list[bytes | None] = []
+
+    def newer(current: bytes | None) -> bytes:
+        seen.append(current)
+        progress.set()
+        return b"newer"
+
+    try:
+        with anyio.fail_after(10):
+            with pytest.raises(MsalTransportError, match="no answer from the file system"):
+                await slow.update("p", lambda _: b"older")
+            assert entered.is_set()
+            async with anyio.create_task_group() as group:
+                group.start_soon(other.update, "p", newer)
+                await progress.wait()  # it either found the lock held, or wrote at once
+                # The other writer found the file still locked by the abandoned rewrite.
+                assert lock_was_held.is_set() and not seen
+                stuck.set()
+            assert seen == [b"older"]  # it waited for the late rewrite, then merged over it
+            assert await other.load("p") == b"newer"
+    finally:
+        stuck.set()

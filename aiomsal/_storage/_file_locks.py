@@ -12,8 +12,10 @@ import contextlib
 import errno
 import json
 import os
+import threading
 import time
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 try:
     import fcntl
@@ -24,6 +26,7 @@ else:
 
 __all__ = [
     "HAVE_FLOCK",
+    "HeldFlock",
     "LockRecord",
     "apply_records",
     "open_lock_file",
@@ -32,6 +35,57 @@ __all__ = [
     "unlock_sync",
     "write_all",
 ]
+
+
+_T = TypeVar("_T")
+
+
+class LockGivenUp(Exception):
+    """The holder let go of the flock before a worker thread began its work under it."""
+
+
+class HeldFlock:
+    """An flock held by this process, kept by a worker thread still working under it.
+
+    The holder (the event loop) gives the lock up with :meth:`release`; work
+    done under the lock in a worker thread goes through :meth:`run`. A thread
+    whose caller gave up waiting for it (the storage's operation timeout)
+    keeps the lock until its work is finished, and closes the descriptor
+    itself: a rewrite that was abandoned can never land after the next
+    writer's. Work that had not begun when the lock was given up is skipped.
+    """
+
+    __slots__ = ("_busy", "_fd", "_mutex", "_released")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._mutex = threading.Lock()
+        self._busy = 0
+        self._released = False
+
+    def run(self, func: Callable[..., _T], *args: object) -> _T:
+        """Call ``func(*args)`` under the lock (in a worker thread)."""
+        with self._mutex:
+            if self._released:
+                raise LockGivenUp
+            self._busy += 1
+        try:
+            return func(*args)
+        finally:
+            with self._mutex:
+                self._busy -= 1
+                close = self._released and not self._busy
+            if close:
+                os.close(self._fd)
+
+    def release(self) -> bool:
+        """Give the lock up: True if the caller is to close the descriptor now.
+
+        False while a thread is still working under it: that thread closes it.
+        """
+        with self._mutex:
+            self._released = True
+            return not self._busy
 
 
 def open_lock_file(path: str) -> int:

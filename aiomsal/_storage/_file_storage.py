@@ -44,6 +44,7 @@ from .._concurrency._clock import Clock, SystemClock
 from .._errors import MsalConfigurationError, MsalError, MsalTransportError
 from ._file_locks import (
     HAVE_FLOCK,
+    HeldFlock,
     LockRecord,
     apply_records,
     open_lock_file,
@@ -256,7 +257,7 @@ class FileCacheStorage:
         return [parts] * len(batch)
 
     async def _write_batch(self, batch: list[_Write]) -> list[None]:
-        async with self._flocked(self._lock_path):
+        async with self._flocked(self._lock_path) as held:
             try:
                 parts = await self._io(self._read_sync)
             except _CorruptFile as corrupt:
@@ -272,7 +273,9 @@ class FileCacheStorage:
                 else:
                     expires_at = None if write.ttl is None else now + write.ttl
                     parts[write.partition] = (bytes(new), expires_at)
-            await self._io(self._write_sync, parts)
+            # Under the lock to the end: a rewrite abandoned by its timeout keeps the lock
+            # until it is done, so that it cannot replace the file after a newer save.
+            await self._io(held.run, self._write_sync, parts)
         return [None] * len(batch)
 
     async def aclose(self) -> None:
@@ -303,8 +306,8 @@ class FileCacheStorage:
 
     async def _record_batch(self, batch: list[LockRecord]) -> list[bool]:
         """Take and release lock records in one pass, under the guard of every process's."""
-        async with self._guard():
-            results = await self._io(apply_records, batch, self._clock.time())
+        async with self._guard() as held:
+            results = await self._io(held.run, apply_records, batch, self._clock.time())
         for result in results:
             if isinstance(result, OSError):
                 raise MsalError(f"token cache file {self._path!r}: a lock record failed: {result}")
@@ -360,9 +363,14 @@ class FileCacheStorage:
             _log.warning("%s; %s (on_corrupt='reset')", message, consequence)
 
     @contextlib.asynccontextmanager
-    async def _flocked(self, lock_path: str) -> AsyncIterator[None]:
-        """Hold an exclusive flock on ``lock_path``, polling for at most lock_timeout seconds."""
+    async def _flocked(self, lock_path: str) -> AsyncIterator[HeldFlock]:
+        """Hold an exclusive flock on ``lock_path``, polling for at most lock_timeout seconds.
+
+        Work that must stay under the lock even if its caller stops waiting
+        for it runs through the :class:`HeldFlock` yielded.
+        """
         fd: int = await self._io(open_lock_file, lock_path)
+        held = HeldFlock(fd)
         try:
             deadline = time.monotonic() + self._lock_timeout
             while True:
@@ -375,12 +383,13 @@ class FileCacheStorage:
                         f"could not lock {lock_path!r} within {self._lock_timeout:g}s: "
                         "another process holds it"
                     )
-            yield
+            yield held
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(os.close, fd)  # closing releases the flock
+            if held.release():  # else the thread still working under it closes it
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(os.close, fd)  # closing releases the flock
 
-    def _guard(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def _guard(self) -> contextlib.AbstractAsyncContextManager[HeldFlock]:
         """The flock serializing every process's lock records, so a takeover cannot race."""
         return self._flocked(os.path.join(self._locks_dir, ".guard"))
 
