@@ -37,6 +37,7 @@ from tests import network_guard
 
 from ._azure_scenarios import azure_table
 from ._cold_scenarios import COLD_SCENARIOS
+from ._new_key_burst import NEW_KEY_SCENARIOS
 from ._report import evaluate_goals, markdown_table, plot
 from ._scenarios import SCENARIOS as _CACHE_SCENARIOS
 from ._scenarios import Context, Settings
@@ -45,8 +46,10 @@ from ._web_scenarios import WEB_REPETITIONS, WEB_SCENARIOS, web_goals
 __all__ = ["main"]
 
 #: Every scenario: the token-cache ones (a-g, j-m), the web API ones (h, i), the cold-start ones
-#: (n, o).
-SCENARIOS: dict[str, Any] = {**_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS}
+#: (n, o, p).
+SCENARIOS: dict[str, Any] = {
+    **_CACHE_SCENARIOS, **WEB_SCENARIOS, **COLD_SCENARIOS, **NEW_KEY_SCENARIOS,
+}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("aiomsal", "msal", "azure-identity", "azure-core", "aiohttp", "requests",
              "matplotlib")

@@ -185,6 +185,7 @@ async def test_keys_are_refreshed_in_the_background(
 ) -> None:
     await validator.validate(user_token(fake))
     assert fake.keys_requests == 1
+    await wait_until(lambda: clock.sleepers == 1)  # the refresh loop, started in the background
     for fetches in (2, 3):
         await clock.advance(3600 * 1.1)
 
@@ -227,6 +228,7 @@ async def test_rotation_publish_sign_retire(
     await validator.validate(old_token)
     old, new = fake.rotate_signing_key()
     assert fake.signing_key_ids == [new] and old != new
+    await wait_until(lambda: clock.sleepers == 1)  # the refresh loop, started in the background
     await clock.advance(3600 * 1.1)  # the background refresh learns the new set
     await wait_until(lambda: fake.keys_requests == 2 and clock.sleepers == 1)
     assert validator.statistics().cached_tokens == 0  # a retired key's tokens are dropped

@@ -140,8 +140,13 @@ class SingleFlight(Generic[K, T]):
         if flight is None:
             flight = _Flight()
             deadline = None if self._timeout is None else deadline_in(self._timeout)
-            self._runner.spawn(self._execute, key, flight, call, args, deadline)
+            # Known before it starts: an eager start may run it to its end right here.
             self._flights[key] = flight
+            try:
+                self._runner.spawn_now(self._execute, key, flight, call, args, deadline)
+            except BaseException:  # closed: no flight was started
+                del self._flights[key]
+                raise
         return flight
 
     def abort(self, error: MsalError) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ _Job = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
 
 #: Seconds the end-of-loop cleanup (closing connections) may take.
 _CLEANUP_SECONDS = 2.0
+#: Python 3.12 starts a task eagerly on request (its first step runs at once, in the caller).
+EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class TaskRunner:
@@ -32,6 +35,8 @@ class TaskRunner:
     starts with the first job. Hosting the group in its own task (rather than
     in the task that entered ``async with app:``) lets any task start jobs and
     lets an application used without ``async with`` work the same way.
+    Jobs that callers wait for (:meth:`spawn_now`) may instead start at once,
+    as tasks of their own that the runner tracks and cancels alike.
 
     The runner is bound to one event loop at a time (:attr:`binding`). When
     that loop ends (``asyncio.run()`` returns, cancelling the supervisor), the
@@ -46,6 +51,8 @@ class TaskRunner:
         self._pending: list[_Job] = []
         self._closed = False
         self._loop_end: list[Callable[[], Awaitable[None]]] = []
+        #: Jobs started eagerly (:meth:`spawn_now`) and not yet finished.
+        self._eager: set[asyncio.Task[None]] = set()
         self.binding.on_move(self._forget_old_loop)
 
     @property
@@ -72,10 +79,38 @@ class TaskRunner:
         if self._supervisor is None or self._supervisor.done():
             self._supervisor = loop.create_task(self._supervise())
 
+    def spawn_now(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """:meth:`spawn`, but on Python 3.12+ the job's first step runs at once.
+
+        For a job that callers are waiting for (a flight): it gets as far as it
+        can (resolving, building its request, writing it to a pooled connection)
+        before the loop turns to the other tasks already queued, instead of
+        after them. A cold burst of 10,000 callers would otherwise queue the
+        token request behind 10,000 first steps. Cancelled by :meth:`aclose`.
+        """
+        if not EAGER_TASKS:
+            self.spawn(fn, *args)
+            return
+        if self._closed:
+            raise MsalError("the application is closed")
+        loop = self.binding.bind()
+        task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+            self._guard(fn, *args), loop=loop, eager_start=True
+        )
+        if not task.done():
+            self._eager.add(task)
+            task.add_done_callback(self._eager.discard)
+
     async def aclose(self) -> None:
         """Cancel every task and wait until they have ended. Idempotent."""
         self._closed = True
         self._pending.clear()
+        eager, self._eager = self._eager, set()
+        if eager:
+            self.binding.bind()
+            for task in eager:
+                task.cancel()
+            await asyncio.gather(*eager, return_exceptions=True)
         if self._supervisor is None:
             return
         self.binding.bind()  # a supervisor of an ended loop is dropped here
@@ -90,6 +125,7 @@ class TaskRunner:
         self._group = None
         self._supervisor = None
         self._pending.clear()
+        self._eager.clear()  # they ended with their loop
 
     async def _supervise(self) -> None:
         group: TaskGroup | None = None
