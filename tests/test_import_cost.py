@@ -16,6 +16,7 @@ LAZY = (
     "cryptography",  # certificates, client assertions, encrypted cache files
     "jwt",  # signing client assertions
     "redis",  # RedisCacheStorage
+    "aiohttp",  # the transport imports it on the first request (in a worker thread)
     "aiohttp.web",  # the loopback listener of the interactive flow
     "webbrowser",  # the interactive flow's default browser
     "aiomsal._storage._file_storage",  # FileCacheStorage, on first use

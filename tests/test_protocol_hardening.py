@@ -25,7 +25,7 @@ from aiomsal._protocol._instance_discovery import parse_instance_discovery_respo
 from aiomsal._protocol._json import MAX_BODY_BYTES, MAX_DEPTH, JsonRejected, decode_json
 from aiomsal._protocol._throttling import MAX_RETRY_AFTER, parse_retry_after
 from aiomsal._protocol._token_response import parse_token_response
-from aiomsal._transport._aiohttp_transport import _same_origin_location
+from aiomsal._transport._aiohttp_wire import _same_origin_location
 from aiomsal.testing import FakeAuthority, VirtualClock, generate_certificate
 from tests.hostile_authority import Answer, HostileAuthority
 

@@ -9,9 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._cache._entries import AccessTokenEntry, AccessTokenKey, Identity
 from .._cache._environment import cache_realm
@@ -39,6 +37,9 @@ from .._transport._authority_resolver import AuthorityResolver, ResolvedAuthorit
 from ._msal_options import app_headers, check_client_claims, check_exclude_scopes
 from ._reporting import RequestReporter
 from ._shapes import RequestShape, scopes_once
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["ClientApplication"]
 

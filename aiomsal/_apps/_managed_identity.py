@@ -7,8 +7,8 @@ import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
 import anyio
 import anyio.to_thread
 
@@ -38,6 +38,9 @@ from .._result import AuthenticationResult
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._pinned_tls import pinned_ssl_context
 from ._application import DEFAULT_TIMEOUT, MEMO_LIMIT, ClientApplication
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["ManagedIdentityClient"]
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import inspect
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from .._cache._storage import CacheStorage
 from .._cache._token_cache import SerializableTokenCache
 from .._concurrency._clock import Clock
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["ApplicationOptions", "with_application_options"]
 

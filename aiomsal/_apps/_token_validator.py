@@ -18,9 +18,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from .._concurrency._clock import Clock, SystemClock
 from .._concurrency._singleflight import SingleFlight
@@ -56,6 +54,9 @@ from .._protocol._token_validation import (
 )
 from .._transport._aiohttp_transport import AiohttpTransport
 from .._transport._authority_resolver import AuthorityResolver
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["TokenValidator", "TokenValidatorStatistics"]
 

@@ -1,12 +1,15 @@
 """The aiohttp transport: pooled connections, one retry, and MSAL's throttling.
 
-This is the only module of aiomsal that uses aiohttp's client. It sends
+It sends
 :class:`~aiomsal._protocol._http.HttpRequest` values and returns
 :class:`~aiomsal._protocol._http.HttpResponse` values; it never interprets an answer
 beyond deciding whether to retry it once, whether to remember it as a
 throttling answer, and whether a GET's redirect stays in its origin (the only
 redirects followed). It reads at most ``MAX_BODY_BYTES + 1`` bytes of a body.
-Status errors are for the response parsers to raise.
+Status errors are for the response parsers to raise. aiohttp itself is used
+by :mod:`._aiohttp_wire`, imported on the first request in a worker thread
+(:mod:`._loading`): ``import aiomsal`` and tokens served from the cache never
+import it.
 """
 
 from __future__ import annotations
@@ -19,13 +22,11 @@ import logging
 import random
 import ssl
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, TypeGuard
+from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 
 from aiomsal._concurrency._clock import Clock
@@ -33,13 +34,16 @@ from aiomsal._concurrency._deadline import remaining
 from aiomsal._concurrency._loop_binding import LoopBinding
 from aiomsal._errors import MsalConfigurationError, MsalTransportError
 from aiomsal._protocol._http import HttpRequest, HttpResponse
-from aiomsal._protocol._json import MAX_BODY_BYTES
 from aiomsal._protocol._throttling import ThrottleMemory
 
-from ._attempts import Attempt, describe, failed
-from ._sessions import discard, loop_of, new_session, usable_here
+from ._loading import import_off_loop
 
-__all__ = ["AiohttpTransport"]
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._aiohttp_wire import Wire
+
+__all__ = ["AiohttpTransport", "is_client_session"]
 
 _log = logging.getLogger("aiomsal")
 
@@ -57,20 +61,33 @@ def _package_version() -> str:
 
 _CORRELATION_HEADER = "client-request-id"
 
-#: Redirects followed for one GET (each within the request's origin).
-_MAX_REDIRECTS = 3
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"https": 443, "http": 80}
-
 #: Seconds of a call's deadline an attempt leaves, so its more telling timeout fires first.
-_DEADLINE_MARGIN = 0.02
+DEADLINE_MARGIN = 0.02
 
-_FAILURES: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    OSError,
-)
+#: The aiohttp half, once imported (:func:`_load_wire`); None before the first request.
+_wire: Wire | None = None
+_WIRE_MODULE = "aiomsal._transport._aiohttp_wire"
+
+
+async def _load_wire(budget: float, *, on_loop: bool) -> Wire:
+    """The aiohttp half, imported in a worker thread (``on_loop``: aiohttp is already in)."""
+    global _wire
+    if _wire is None:
+        if not on_loop:
+            await import_off_loop(_WIRE_MODULE, budget)
+        from ._aiohttp_wire import WIRE
+
+        _wire = WIRE
+    return _wire
+
+
+def is_client_session(value: object) -> TypeGuard[aiohttp.ClientSession]:
+    """Whether ``value`` is an :class:`aiohttp.ClientSession`, without importing aiohttp.
+
+    Until aiohttp is imported (completely), nothing can be one.
+    """
+    session_class = getattr(sys.modules.get("aiohttp"), "ClientSession", None)
+    return isinstance(session_class, type) and isinstance(value, session_class)
 
 
 class AiohttpTransport:
@@ -120,7 +137,6 @@ class AiohttpTransport:
         self._clock = clock
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._connect_timeout = connect_timeout
         self._retry_once = retry_once
         self._timeout_seconds = timeout
@@ -131,8 +147,8 @@ class AiohttpTransport:
         self._binding = binding
         self._network_sleep = network_sleep
         self._proxies = check_proxies(proxies)
-        # Read once: HTTP(S)_PROXY and NO_PROXY, as requests (which MSAL uses) reads them.
-        self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
+        # Read once, on first need: HTTP(S)_PROXY and NO_PROXY, as requests (MSAL's) reads them.
+        self._env_proxies: dict[str, str] | None = None if trust_env else {}
         self._app_headers = dict(app_headers or {})
         self._closed = False
 
@@ -174,16 +190,20 @@ class AiohttpTransport:
 
         headers = self._headers(request)
         correlation_id = headers[_CORRELATION_HEADER]
-        session = await self._session_for_send(request.method, where)
-        attempt = Attempt()
-        why = functools.partial(describe, configured=self._timeout_seconds)
-        fail = functools.partial(failed, request, where, correlation_id, attempt=attempt,
+        wire = _wire if _wire is not None else await self._first_wire(request, where, not_sent)
+        session = await self._session_for_send(wire, request.method, where)
+        attempt = wire.new_attempt()
+        why = functools.partial(wire.describe, configured=self._timeout_seconds)
+        fail = functools.partial(wire.failed, request, where, correlation_id, attempt=attempt,
                                  configured=self._timeout_seconds)
 
         async def once() -> HttpResponse:
             try:
-                return await self._attempt(
-                    session, request, headers, where, correlation_id, attempt
+                return await wire.attempt(
+                    session, request, headers, where=where, correlation_id=correlation_id,
+                    attempt=attempt, connect_timeout=self._connect_timeout, ssl_setting=self._ssl,
+                    timeout=min(self._timeout_seconds, remaining() - DEADLINE_MARGIN),
+                    proxy_for=self.proxy_for,
                 )
             except BaseException as exc:
                 attempt.failed(exc)  # whether it left, judged by its kind when untraced
@@ -194,7 +214,7 @@ class AiohttpTransport:
             response: HttpResponse | None = None
             try:
                 response = await once()
-            except _FAILURES as exc:
+            except wire.failures as exc:
                 failure = exc
                 # A spent grant is resent only when it never left (it cannot have reached).
                 if not request.resendable and attempt.reached:
@@ -228,7 +248,7 @@ class AiohttpTransport:
 
             jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
             backoff = self._retry_backoff * (1.0 + jitter)
-            if remaining() <= backoff + _DEADLINE_MARGIN:
+            if remaining() <= backoff + DEADLINE_MARGIN:
                 if response is not None:
                     self._throttle.record(request, response, self._clock.time())
                     return response  # no time left for a retry: the answer as it is
@@ -243,7 +263,7 @@ class AiohttpTransport:
 
             try:
                 response = await once()
-            except _FAILURES as exc:
+            except wire.failures as exc:
                 raise fail(exc, attempts=2) from exc
             response = dataclasses.replace(response, attempts=2)
             self._throttle.record(request, response, self._clock.time())
@@ -259,10 +279,12 @@ class AiohttpTransport:
         self._closed = True
         session, self._session = self._session, None
         if self._owns_session and session is not None and not session.closed:
-            if loop_of(session) in (None, asyncio.get_running_loop()):
+            # A session exists: the aiohttp half has been imported.
+            assert _wire is not None
+            if _wire.loop_of(session) in (None, asyncio.get_running_loop()):
                 await session.close()
             else:
-                await discard(session)
+                await _wire.discard(session)
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -287,20 +309,41 @@ class AiohttpTransport:
         if is_link_local(host):
             return None
         chosen = self._proxies.get(parts.scheme) or self._proxies.get("all")
-        if chosen is not None or not self._env_proxies:
+        env = self._env_proxies
+        if env is None:
+            import urllib.request  # slow to import (aiohttp imports it too)
+
+            env = self._env_proxies = urllib.request.getproxies_environment()
+        if chosen is not None or not env:
             return chosen
-        if no_proxy_matches(host, parts.port, self._env_proxies.get("no", "")):
+        if no_proxy_matches(host, parts.port, env.get("no", "")):
             return None
-        return self._env_proxies.get(parts.scheme) or self._env_proxies.get("all")
+        return env.get(parts.scheme) or env.get("all")
 
     # -- internals ---------------------------------------------------------
 
-    async def _session_for_send(self, method: str, where: str) -> aiohttp.ClientSession:
+    async def _first_wire(
+        self, request: HttpRequest, where: str, not_sent: Callable[[], None] | None
+    ) -> Wire:
+        """The aiohttp half, imported off the loop within what is left of the call's deadline."""
+        budget = min(self._timeout_seconds, remaining() - DEADLINE_MARGIN)
+        try:
+            # A caller's session means aiohttp is imported: the rest takes no thread.
+            return await _load_wire(budget, on_loop=self._session is not None)
+        except TimeoutError:
+            if not_sent is not None:
+                not_sent()
+            raise MsalTransportError(
+                f"{request.method} {where} not sent: the HTTP client (aiohttp) was still "
+                f"being imported when the call's deadline came ({max(budget, 0.0):.3g}s)"
+            ) from None
+
+    async def _session_for_send(self, wire: Wire, method: str, where: str) -> aiohttp.ClientSession:
         session = self._session
-        if session is not None and not await usable_here(session, owned=self._owns_session):
+        if session is not None and not await wire.usable_here(session, owned=self._owns_session):
             session = self._session = None  # ours, of an event loop that ended: let go
         if session is None:
-            session = self._session = new_session(self._timeout)
+            session = self._session = wire.new_session(self._timeout_seconds, self._connect_timeout)
         elif session.closed:
             raise MsalTransportError(f"{method} {where} not sent: the session is closed")
         return session
@@ -311,7 +354,8 @@ class AiohttpTransport:
         if (
             self._owns_session
             and session is not None
-            and loop_of(session) in (None, asyncio.get_running_loop())
+            and _wire is not None
+            and _wire.loop_of(session) in (None, asyncio.get_running_loop())
         ):
             self._session = None
             await session.close()
@@ -331,65 +375,6 @@ class AiohttpTransport:
         if not headers.get(_CORRELATION_HEADER):
             headers[_CORRELATION_HEADER] = str(uuid.uuid4())
         return headers
-
-    async def _attempt(
-        self,
-        session: aiohttp.ClientSession,
-        request: HttpRequest,
-        headers: Mapping[str, str],
-        where: str,
-        correlation_id: str,
-        attempt: Attempt,
-    ) -> HttpResponse:
-        attempt.start(min(self._timeout_seconds, remaining() - _DEADLINE_MARGIN))
-        if attempt.timeout <= 0:
-            raise asyncio.TimeoutError  # the call's deadline has passed: nothing is sent
-        started = time.perf_counter()
-        _log.debug("%s %s client-request-id=%s", request.method, where, correlation_id)
-        data = dict(request.form) if request.method == "POST" and request.form else None
-        url = request.url
-        for hops in range(_MAX_REDIRECTS + 1):
-            # No automatic redirects: a POST (a form of secrets) is never redirected, and a
-            # GET (metadata, discovery) follows a redirect only within its own origin, so
-            # no other origin (nor plain http) can name the endpoints a secret goes to.
-            # The `async with` releases the connection on every exit, cancellation included.
-            async with session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=data,
-                ssl=self._ssl,
-                timeout=aiohttp.ClientTimeout(
-                    total=attempt.timeout, sock_connect=self._connect_timeout
-                ),
-                trace_request_ctx=attempt,
-                proxy=self.proxy_for(url),
-                allow_redirects=False,
-            ) as raw:
-                attempt.sent()
-                status = raw.status
-                target = (
-                    _same_origin_location(url, raw.headers.get("location"))
-                    if request.method == "GET"
-                    and status in _REDIRECT_STATUSES
-                    and hops < _MAX_REDIRECTS
-                    else None
-                )
-                if target is None:
-                    body = await _read_capped(raw)
-                    response_headers = {name.lower(): value for name, value in raw.headers.items()}
-                    break
-            _log.debug("%s %s -> %d, following it within the origin", request.method, where, status)
-            url = target
-        _log.debug(
-            "%s %s -> %d in %.1f ms client-request-id=%s",
-            request.method,
-            where,
-            status,
-            (time.perf_counter() - started) * 1000.0,
-            correlation_id,
-        )
-        return HttpResponse(status=status, headers=response_headers, body=body)
 
 
 def check_proxies(proxies: object) -> dict[str, str]:
@@ -435,46 +420,6 @@ def is_link_local(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_link_local
     except ValueError:
         return False
-
-
-async def _read_capped(raw: aiohttp.ClientResponse) -> bytes:
-    """The body, or its first ``MAX_BODY_BYTES + 1`` bytes: the parsers refuse a longer one.
-
-    Reading stops there (a decompressed body too), and the connection, with
-    its unread rest, is closed rather than reused.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    while size <= MAX_BODY_BYTES:
-        chunk = await raw.content.read(MAX_BODY_BYTES + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _same_origin_location(url: str, location: str | None) -> str | None:
-    """The absolute target of a redirect when it stays in ``url``'s origin, else None.
-
-    The origin is the scheme, host and port: https never leads to http.
-    """
-    if not location:
-        return None
-    try:
-        target = urljoin(url, location)
-        here, there = urlsplit(url), urlsplit(target)
-        same = (
-            here.scheme == there.scheme
-            and (here.hostname or "") == (there.hostname or "")
-            and (here.port or _DEFAULT_PORTS.get(here.scheme))
-            == (there.port or _DEFAULT_PORTS.get(there.scheme))
-            and not there.username
-            and not there.password
-        )
-    except ValueError:
-        return None
-    return target if same else None
 
 
 def _ssl_setting(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:

@@ -1,5 +1,8 @@
 """The interactive flow's redirect listener on the loopback interface (aiohttp.web).
 
+aiohttp.web is imported when the listener opens, in a worker thread
+(:mod:`._loading`): the event loop keeps serving meanwhile.
+
 The browser is sent to ``http://localhost:<port>``; Entra ID lets a native
 client's loopback redirect URI use any port (RFC 8252 §7.3). The listener
 binds 127.0.0.1 only, answers the first authorization response with a small
@@ -14,11 +17,15 @@ import asyncio
 import html
 import socket
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
-from aiohttp import web
 
 from .._errors import MsalConfigurationError, MsalError
+from ._loading import import_off_loop
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["LoopbackRedirectListener"]
 
@@ -30,6 +37,8 @@ _PAGE = """<!DOCTYPE html>
 _SUCCESS = "Authentication complete. You can close this window."
 _MISMATCH = "This answer does not belong to the sign-in in progress. It was ignored."
 _NO_ANSWER = "Not found."
+#: Seconds the first listener may wait for aiohttp.web to be imported.
+_IMPORT_BUDGET = 30.0
 
 
 class LoopbackRedirectListener:
@@ -75,6 +84,9 @@ class LoopbackRedirectListener:
     async def __aenter__(self) -> LoopbackRedirectListener:
         if self._runner is not None:
             raise MsalError("the listener is already open")
+        await import_off_loop("aiohttp.web", _IMPORT_BUDGET)
+        from aiohttp import web
+
         sock = _bind(self._requested_port)
         app = web.Application()
         app.router.add_get("/{path:.*}", self._handle)
@@ -158,6 +170,8 @@ class LoopbackRedirectListener:
 
 
 def _page(status: int, title: str, text: str) -> web.Response:
+    from aiohttp import web  # imported when the listener opened
+
     body = _PAGE.format(title=html.escape(title), text=html.escape(text))
     response = web.Response(
         status=status,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._apps._application import ClientApplication
 from .._apps._user_flows import UserFlowApplication
@@ -15,6 +13,7 @@ from .._cache._token_cache import SerializableTokenCache
 from .._errors import MsalConfigurationError, MsalServiceError, MsalSignInError
 from .._result import AuthenticationResult
 from .._statistics import CacheStatistics
+from .._transport._aiohttp_transport import is_client_session
 from ._dicts import (
     AUTH_SCHEME_UNSUPPORTED,
     AuthResponseError,
@@ -23,6 +22,9 @@ from ._dicts import (
     unsupported,
 )
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["FaceLifecycle", "MsalFace", "http_session_of"]
 
 _Face = TypeVar("_Face", bound="FaceLifecycle")
@@ -30,7 +32,9 @@ _Face = TypeVar("_Face", bound="FaceLifecycle")
 
 def http_session_of(http_client: object) -> aiohttp.ClientSession | None:
     """MSAL's ``http_client``: here an :class:`aiohttp.ClientSession` (or None)."""
-    if http_client is None or isinstance(http_client, aiohttp.ClientSession):
+    if http_client is None:
+        return None
+    if is_client_session(http_client):
         return http_client
     raise MsalConfigurationError(
         "http_client must be an aiohttp.ClientSession (aiomsal sends with aiohttp)"

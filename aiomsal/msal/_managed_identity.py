@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import UserDict
 from collections.abc import Mapping
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from .._apps._managed_identity import ManagedIdentityClient as TypedManagedIdentityClient
 from .._cache._token_cache import SerializableTokenCache
@@ -15,8 +13,12 @@ from .._errors import MsalConfigurationError, MsalServiceError
 from .._protocol._managed_identity._ids import UserAssignedManagedIdentity as TypedUserAssigned
 from .._protocol._managed_identity._sources import SourceKind
 from .._result import AuthenticationResult
+from .._transport._aiohttp_transport import is_client_session
 from ._base import FaceLifecycle
 from ._dicts import error_dict
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
     "ManagedIdentity",
@@ -166,7 +168,7 @@ class ManagedIdentityClient(FaceLifecycle):
     ) -> None:
         if not ManagedIdentity.is_managed_identity(managed_identity):
             raise ManagedIdentityError(f"Incorrect managed_identity: {managed_identity!r}")
-        session = http_client if isinstance(http_client, aiohttp.ClientSession) else None
+        session = http_client if is_client_session(http_client) else None
         try:
             self.application = TypedManagedIdentityClient(
                 managed_identity,
