@@ -5,7 +5,8 @@ once, against the fake authority in its own process (20 ms per token response). 
 when the first caller missed, when the loop had given the last caller its first step, and when
 the token request's headers were written to the socket (an aiohttp trace hook), and the
 process CPU time of the burst against a baseline burst of as many bare tasks awaiting one
-event: the difference, per task, is what a coalesced waiter costs aiomsal.
+event: the difference, per task, is what a coalesced waiter costs aiomsal. The same burst is
+measured for on-behalf-of (``obo_bursts``): N tasks, one incoming assertion, a fresh application.
 
 ``import_time``: ``python -X importtime -c "import X"`` in fresh interpreters for aiomsal,
 aiohttp and msal, the cumulative microseconds of the top-level module, in turn over 15 rounds.
@@ -34,6 +35,7 @@ __all__ = ["COLD_SCENARIOS", "burst_once", "cold_burst", "import_seconds", "impo
 JSON = dict[str, Any]
 
 COLD_SCOPE = "api://bench-cold/.default"
+OBO_COLD_SCOPE = "api://bench-cold/read"
 #: Waiters per burst, and how many bursts each size is measured over (a fresh app each).
 BURSTS = ((1_000, 7), (10_000, 5), (100_000, 3))
 QUICK_BURSTS = ((1_000, 3), (10_000, 2), (100_000, 1))
@@ -57,8 +59,11 @@ async def _baseline_cpu(waiters: int) -> float:
     return time.process_time() - start
 
 
-async def burst_once(fake: FakeEndpoint, waiters: int) -> JSON:
-    """One cold burst of ``waiters`` tasks on a fresh application; times in seconds."""
+async def burst_once(fake: FakeEndpoint, waiters: int, assertion: str | None = None) -> JSON:
+    """One cold burst of ``waiters`` tasks on a fresh application; times in seconds.
+
+    With ``assertion``, each task asks for a token on behalf of its user (one user for all).
+    """
     sent: list[float] = []
 
     async def on_headers_sent(
@@ -82,7 +87,10 @@ async def burst_once(fake: FakeEndpoint, waiters: int) -> JSON:
                 entered[0] = now
             elif i == waiters - 1:
                 entered[1] = now
-            await app.acquire_token_for_client([COLD_SCOPE])
+            if assertion is None:
+                await app.acquire_token_for_client([COLD_SCOPE])
+            else:
+                await app.acquire_token_on_behalf_of(assertion, [OBO_COLD_SCOPE])
 
         async with app:
             gc.collect()
@@ -107,13 +115,23 @@ async def burst_once(fake: FakeEndpoint, waiters: int) -> JSON:
 async def cold_burst(ctx: Context) -> JSON:
     """The cold-burst scenario (aiomsal only: the peers do not coalesce in-process)."""
     fake: FakeEndpoint = ctx.fake(3600)
+    [assertion] = await ctx.assertions(1)
+    return {
+        "fake_latency_ms": fake.latency * 1e3,
+        "bursts": await _bursts(ctx, fake, None),
+        "obo_bursts": await _bursts(ctx, ctx.obo_fake(), assertion),
+    }
+
+
+async def _bursts(ctx: Context, fake: FakeEndpoint, assertion: str | None) -> JSON:
+    """Bursts of each size (client credentials, or on behalf of ``assertion``'s user)."""
     sizes = QUICK_BURSTS if ctx.settings.quick else BURSTS
-    await burst_once(fake, 1)  # warm the imports and the fake's TLS
-    single = statistics.median([(await burst_once(fake, 1))["cpu_s"] for _ in range(5)])
+    await burst_once(fake, 1, assertion)  # warm the imports and the fake's TLS
+    single = statistics.median([(await burst_once(fake, 1, assertion))["cpu_s"] for _ in range(5)])
     base_single = statistics.median([await _baseline_cpu(1) for _ in range(5)])
     cells: JSON = {}
     for waiters, reps in sizes:
-        runs = [await burst_once(fake, waiters) for _ in range(reps)]
+        runs = [await burst_once(fake, waiters, assertion) for _ in range(reps)]
         base = statistics.median([await _baseline_cpu(waiters) for _ in range(reps)])
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         extra = (median["cpu_s"] - single) - (base - base_single)
@@ -128,9 +146,11 @@ async def cold_burst(ctx: Context) -> JSON:
             "aiomsal_cost_per_waiter_us": extra / (waiters - 1) * 1e6,
             "requests_sent": max(r["requests_sent"] for r in runs),
         }
-        ctx.log(f"{waiters:,} waiters: first request {cells[str(waiters)]['first_request_ms']:.1f}"
-                f" ms, {cells[str(waiters)]['aiomsal_cost_per_waiter_us']:.1f} us per waiter")
-    return {"fake_latency_ms": fake.latency * 1e3, "bursts": cells}
+        flow = "client credentials" if assertion is None else "on-behalf-of"
+        ctx.log(f"{flow}, {waiters:,} waiters: first request "
+                f"{cells[str(waiters)]['first_request_ms']:.1f} ms, "
+                f"{cells[str(waiters)]['aiomsal_cost_per_waiter_us']:.1f} us per waiter")
+    return cells
 
 
 def import_seconds(module: str) -> float:

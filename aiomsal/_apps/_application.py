@@ -332,9 +332,7 @@ class ClientApplication:
             return await waiting
         return await self._observed(waiting, key.realm, coalesced=joined is not None)
 
-    async def _observed(
-        self, waiting: Awaitable[AuthenticationResult], tenant: str, *, coalesced: bool
-    ) -> AuthenticationResult:
+    async def _observed(self, waiting: Awaitable[T], tenant: str, *, coalesced: bool) -> T:
         """Await a miss and tell the observer how long it took (only with an observer)."""
         started, failed = time.perf_counter(), True
         try:

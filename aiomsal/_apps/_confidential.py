@@ -24,6 +24,7 @@ from .._protocol._scopes import client_credentials_scopes, target_key
 from .._result import AuthenticationResult
 from .._transport._authority_resolver import ResolvedAuthority
 from ._application import MEMO_LIMIT, ClientApplication
+from ._call_flights import join_call
 from ._device_code import DeviceCodeFlows
 from ._long_running_obo import LongRunningOnBehalfOf
 from ._options import ApplicationOptions, with_application_options
@@ -131,21 +132,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         """
         self._check_open()
         call = (requested, tenant, claims, force_refresh)
-        try:
-            joined = self._calls.join(call)
-        except TypeError:  # not hashable: the validation says what is wrong
-            return await self._bounded(
-                lambda: self._acquire_client_call(requested, tenant, claims, force_refresh)
-            )
-        realm = self._default_realm if tenant is None else tenant
-        if joined is not None:  # counted as a miss by statistics(), from _calls.coalesced
-            counters = self._counters.tenant(realm)
-            counters.misses += 1
-            counters.coalesced += 1
-        waiting = joined or self._calls.run(call, self._acquire_client_call, *call)
-        if self._counters.observer is None:
-            return await waiting
-        return await self._observed(waiting, realm, coalesced=joined is not None)
+        return await join_call(self, call, tenant, None, self._acquire_client_call, *call)
 
     async def _acquire_client_call(
         self,
@@ -307,10 +294,14 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
             if token is not None:
                 renew = prefix.renew or self._obo_renewal(prefix)
                 return self._serve(token, renew, user_assertion)
-        return await self._bounded(
-            lambda: self._obo(
-                user_assertion, assertion_hash, requested, claims_challenge, force_refresh, tenant
-            )
+        # No deadline of its own: as for client credentials, the misses with the same
+        # arguments share the call's flight, which carries the starting caller's deadline.
+        self._check_open()
+        call = ("on-behalf-of", assertion_hash, requested, tenant, claims_challenge, force_refresh)
+        known = None if prefix is None else prefix.realm
+        return await join_call(
+            self, call, tenant, known, self._obo,
+            user_assertion, assertion_hash, requested, claims_challenge, force_refresh, tenant,
         )
 
     def _check_assertion(self, user_assertion: str, assertion_hash: str) -> None:
@@ -345,7 +336,7 @@ class ConfidentialClientApplication(LongRunningOnBehalfOf, DeviceCodeFlows):
         force_refresh: bool,
         tenant: str | None,
     ) -> AuthenticationResult:
-        """On-behalf-of past the hit path: the shape, the cache once more, then a flight."""
+        """On-behalf-of past the hit path (the call's flight): the shape, the cache, the key's."""
         prefix = await self._shape(requested, tenant)
         wanted = prefix.wanted
         key = AccessTokenKey(

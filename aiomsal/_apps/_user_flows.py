@@ -44,6 +44,7 @@ from .._protocol._token_response import TokenResponse
 from .._result import Account, AuthenticationResult, as_account
 from .._transport._authority_resolver import ResolvedAuthority
 from ._application import ClientApplication
+from ._call_flights import join_call
 from ._shapes import RequestShape, scopes_once
 
 __all__ = ["UserFlowApplication"]
@@ -132,19 +133,18 @@ class UserFlowApplication(ClientApplication):
             token = self._users.find(key, shape.wanted.canonical, self._clock.time())
             if token is not None:
                 return self._serve(token, self._refresh_user_token, shape)
-        return await self._bounded(
-            lambda: self._silent(requested, account, claims_challenge, force_refresh, tenant)
-        )
+        home, known = account.home_account_id, None if shape is None else shape.realm
+        call = ("silent", home, requested, tenant, claims_challenge, force_refresh)
+        args = (requested, home, claims_challenge, force_refresh, tenant)  # a flight's, from here
+        return await join_call(self, call, tenant, known, self._silent, *args)
 
-    async def _silent(  # past the hit path: the shape, the cache, the storage, a flight
-        self, requested: object, account: Account, claims_challenge: str | None,
+    async def _silent(  # past the hit path (the call's flight): shape, cache, storage, a flight
+        self, requested: object, home: str, claims_challenge: str | None,
         force_refresh: bool, tenant: str | None,
     ) -> AuthenticationResult | None:
         shape = await self._shape(requested, tenant)
         environment, realm, wanted = shape.environment, shape.realm, shape.wanted
-        key = AccessTokenKey(
-            environment, self.client_id, realm, account.home_account_id, "", wanted.target
-        )
+        key = AccessTokenKey(environment, self.client_id, realm, home, "", wanted.target)
         if claims_challenge is None and not force_refresh:
             token = self._users.find(key, wanted.canonical, self._clock.time())
             if token is not None:
