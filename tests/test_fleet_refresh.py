@@ -39,13 +39,14 @@ LIFETIME = 5
 
 
 async def run_fleet(
-    redis_url: str, tmp_path: Path, *, generations: int, after_warm: Any = None
+    redis_url: str, tmp_path: Path, *, generations: int, after_warm: Any = None,
+    lifetime: int = LIFETIME,
 ) -> tuple[list[dict[str, Any]], Counter[str]]:
     """Run the workers to ``generations`` tokens per key; their reports and requests per scope.
 
     ``after_warm()`` runs once every worker was served every key (the cold start done).
     """
-    async with FakeAuthority(token_lifetime=LIFETIME, latency=0.05) as fake:
+    async with FakeAuthority(token_lifetime=lifetime, latency=0.05) as fake:
         fake.add_client("fleet-app", secret="fleet-secret")
         go = tmp_path / "go"
         workers = [
@@ -106,8 +107,11 @@ async def test_through_a_redis_outage_each_process_refreshes_for_itself(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     generations = 2
+    # Longer-lived tokens (first refresh ~4.5 s after the cold start, not ~1.5 s): Redis must
+    # be gone before any process renews, however long a loaded machine takes to warm all four.
     outputs, requests = await run_fleet(
-        redis_server.url, tmp_path, generations=generations, after_warm=redis_server.kill
+        redis_server.url, tmp_path, generations=generations, after_warm=redis_server.kill,
+        lifetime=3 * LIFETIME,
     )
     # The cold start is shared through Redis; after it went away, every process
     # renewed every key itself, and no caller waited or failed.
