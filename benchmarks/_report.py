@@ -523,9 +523,12 @@ def plot(scenarios: JSON, path: Path, subtitle: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 3, figsize=(18, 15), layout="constrained")
+    from ._report_cold import plot_fleet_and_cold  # it draws with this module's helpers
+
+    fig, axes = plt.subplots(4, 3, figsize=(18, 20), layout="constrained")
     fig.suptitle("aiomsal vs MSAL Python vs azure-identity (client credentials; on-behalf-of "
-                 f"in the bottom row)\n{subtitle}", fontsize=10)
+                 f"in the third row; fleet, cold starts and imports in the fourth)\n{subtitle}",
+                 fontsize=10)
     peers3 = ("aiomsal", *PEERS)
 
     ax = axes[0][0]
@@ -603,6 +606,7 @@ def plot(scenarios: JSON, path: Path, subtitle: str) -> None:
           "ms", unit="ms")
 
     _plot_obo(axes[2], scenarios, peers3)
+    plot_fleet_and_cold(axes[3], scenarios)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
