@@ -35,6 +35,8 @@ __all__ = ["COLD_SCENARIOS", "burst_once", "cold_burst", "import_seconds", "impo
 JSON = dict[str, Any]
 
 COLD_SCOPE = "api://bench-cold/.default"
+#: What a new-key burst's application fetches first, so that its connection is pooled.
+POOLED_SCOPE = "api://bench-pooled/.default"
 OBO_COLD_SCOPE = "api://bench-cold/read"
 #: Waiters per burst, and how many bursts each size is measured over (a fresh app each).
 BURSTS = ((1_000, 7), (10_000, 5), (100_000, 3))
@@ -59,10 +61,14 @@ async def _baseline_cpu(waiters: int) -> float:
     return time.process_time() - start
 
 
-async def burst_once(fake: FakeEndpoint, waiters: int, assertion: str | None = None) -> JSON:
+async def burst_once(
+    fake: FakeEndpoint, waiters: int, assertion: str | None = None, *, new_key: str | None = None
+) -> JSON:
     """One cold burst of ``waiters`` tasks on a fresh application; times in seconds.
 
     With ``assertion``, each task asks for a token on behalf of its user (one user for all).
+    With ``new_key`` (a scope), the application first fetches a token for another scope (its
+    connection is then pooled), and the burst misses ``new_key``: a new key of a running app.
     """
     sent: list[float] = []
 
@@ -88,11 +94,16 @@ async def burst_once(fake: FakeEndpoint, waiters: int, assertion: str | None = N
             elif i == waiters - 1:
                 entered[1] = now
             if assertion is None:
-                await app.acquire_token_for_client([COLD_SCOPE])
+                await app.acquire_token_for_client([new_key or COLD_SCOPE])
             else:
                 await app.acquire_token_on_behalf_of(assertion, [OBO_COLD_SCOPE])
 
         async with app:
+            before = 0
+            if new_key is not None:
+                await app.acquire_token_for_client([POOLED_SCOPE])
+                sent.clear()
+                before = app.statistics().requests_sent
             gc.collect()
             cpu = time.process_time()
             await asyncio.gather(*[caller(i) for i in range(waiters)])
@@ -107,7 +118,7 @@ async def burst_once(fake: FakeEndpoint, waiters: int, assertion: str | None = N
         "callers_first_steps_s": entered[1] - entered[0],
         "all_served_s": done - entered[0],
         "cpu_s": cpu,
-        "requests_sent": stats.requests_sent,
+        "requests_sent": stats.requests_sent - before,
         "coalesced": stats.coalesced,
     }
 

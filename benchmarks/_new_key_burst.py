@@ -15,21 +15,16 @@ benchmarks._new_key_burst <base_url> <ca_file> <latency> <sizes>`` prints its JS
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from aiomsal import ConfidentialClientApplication
-
-from ._fake import CLIENT_ID, CLIENT_SECRET, FakeEndpoint
+from ._cold_scenarios import burst_once
+from ._fake import FakeEndpoint
 from ._scenarios import Context, Scenario
 
 __all__ = ["NEW_KEY_SCENARIOS", "measure", "new_key_burst"]
@@ -41,49 +36,13 @@ QUICK_SIZES = ((1_000, 2), (10_000, 2), (100_000, 1))
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _burst(fake: FakeEndpoint, waiters: int, round_: int) -> JSON:
-    sent: list[float] = []
-
-    async def on_headers_sent(*_: Any) -> None:
-        if not sent:
-            sent.append(time.perf_counter())
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(on_headers_sent)
-    entered = [0.0, 0.0]
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        app = ConfidentialClientApplication(
-            CLIENT_ID, client_credential=CLIENT_SECRET, authority=fake.authority,
-            verify=fake.ca_file, http_session=session, instance_discovery=False,
-        )
-        async with app:
-            await app.acquire_token_for_client(["api://bench-pooled/.default"])
-            sent.clear()
-            scope = [f"api://bench-new-key-{round_}/.default"]
-
-            async def caller(i: int) -> None:
-                if i == 0:
-                    entered[0] = time.perf_counter()
-                elif i == waiters - 1:
-                    entered[1] = time.perf_counter()
-                await app.acquire_token_for_client(scope)
-
-            gc.collect()
-            await asyncio.gather(*[caller(i) for i in range(waiters)])
-            requests = app.statistics().requests_sent
-    return {
-        "first_request_s": sent[0] - entered[0],
-        "callers_first_steps_s": entered[1] - entered[0],
-        "requests_sent": requests - 1,
-    }
-
-
 async def measure(fake: FakeEndpoint, sizes: tuple[tuple[int, int], ...]) -> JSON:
     """The burst at each size, medians of its repetitions (milliseconds)."""
-    await _burst(fake, 2, -1)  # warm the imports and the fake's TLS
+    await burst_once(fake, 2, new_key="api://bench-new-key-warm/.default")  # imports, TLS
     cells: JSON = {}
     for waiters, reps in sizes:
-        runs = [await _burst(fake, waiters, r) for r in range(reps)]
+        runs = [await burst_once(fake, waiters, new_key=f"api://bench-new-key-{r}/.default")
+                for r in range(reps)]
         cells[str(waiters)] = {
             "runs": reps,
             "first_request_ms": statistics.median(r["first_request_s"] for r in runs) * 1e3,

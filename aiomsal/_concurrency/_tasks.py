@@ -69,9 +69,7 @@ class TaskRunner:
 
     def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Start ``fn(*args)`` in the background; errors it raises are logged."""
-        if self._closed:
-            raise MsalError("the application is closed")
-        loop = self.binding.bind()
+        loop = self._open_loop()
         if self._group is not None:
             self._group.start_soon(self._guard, fn, *args)
             return
@@ -91,15 +89,19 @@ class TaskRunner:
         if not EAGER_TASKS:
             self.spawn(fn, *args)
             return
-        if self._closed:
-            raise MsalError("the application is closed")
-        loop = self.binding.bind()
+        loop = self._open_loop()
         task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
             self._guard(fn, *args), loop=loop, eager_start=True
         )
         if not task.done():
             self._eager.add(task)
             task.add_done_callback(self._eager.discard)
+
+    def _open_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop new jobs start on; MsalError once the runner is closed."""
+        if self._closed:
+            raise MsalError("the application is closed")
+        return self.binding.bind()
 
     async def aclose(self) -> None:
         """Cancel every task and wait until they have ended. Idempotent."""

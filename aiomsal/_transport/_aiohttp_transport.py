@@ -62,7 +62,7 @@ def _package_version() -> str:
 _CORRELATION_HEADER = "client-request-id"
 
 #: Seconds of a call's deadline an attempt leaves, so its more telling timeout fires first.
-DEADLINE_MARGIN = 0.02
+_DEADLINE_MARGIN = 0.02
 
 #: The aiohttp half, once imported (:func:`_load_wire`); None before the first request.
 _wire: Wire | None = None
@@ -202,7 +202,7 @@ class AiohttpTransport:
                 return await wire.attempt(
                     session, request, headers, where=where, correlation_id=correlation_id,
                     attempt=attempt, connect_timeout=self._connect_timeout, ssl_setting=self._ssl,
-                    timeout=min(self._timeout_seconds, remaining() - DEADLINE_MARGIN),
+                    timeout=self._budget(),
                     proxy_for=self.proxy_for,
                 )
             except BaseException as exc:
@@ -248,7 +248,7 @@ class AiohttpTransport:
 
             jitter = random.uniform(0.0, 0.5)  # noqa: S311 - jitter, not a secret
             backoff = self._retry_backoff * (1.0 + jitter)
-            if remaining() <= backoff + DEADLINE_MARGIN:
+            if remaining() <= backoff + _DEADLINE_MARGIN:
                 if response is not None:
                     self._throttle.record(request, response, self._clock.time())
                     return response  # no time left for a retry: the answer as it is
@@ -322,11 +322,15 @@ class AiohttpTransport:
 
     # -- internals ---------------------------------------------------------
 
+    def _budget(self) -> float:
+        """What an attempt may take: ``timeout``, within what is left of the call's deadline."""
+        return min(self._timeout_seconds, remaining() - _DEADLINE_MARGIN)
+
     async def _first_wire(
         self, request: HttpRequest, where: str, not_sent: Callable[[], None] | None
     ) -> Wire:
         """The aiohttp half, imported off the loop within what is left of the call's deadline."""
-        budget = min(self._timeout_seconds, remaining() - DEADLINE_MARGIN)
+        budget = self._budget()
         try:
             # A caller's session means aiohttp is imported: the rest takes no thread.
             return await _load_wire(budget, on_loop=self._session is not None)
